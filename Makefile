@@ -1,0 +1,75 @@
+# exactly-once: make help lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
+# sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv has it on these machines.
+PY312_BIN := $(shell dirname "$$(command -v python3.12 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -1)" 2>/dev/null)
+SAM := SAM_CLI_TELEMETRY=0 PATH="$(PY312_BIN):$$PATH" $(SAM_VENV)/bin/sam
+PORT ?= 3000
+export PYTHONDONTWRITEBYTECODE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint typecheck validate scan build migrate run demo bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with everything the tests and the local stack need
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli
+	touch $@
+
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q checkov
+	touch $@
+
+test: install ## run the whole suite (unit, functional on moto, integration on Postgres, races)
+	$(PY) -m pytest -n 2 --dist loadfile
+
+test-fast: install ## the suite without the multi-process races and storms
+	$(PY) -m pytest -m "not slow"
+
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/common functions devstack
+
+validate: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## sam validate --lint, cfn-lint, checkov
+	$(SAM) validate --lint
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f template.yaml
+
+scan: install ## bandit on the code, pip-audit on the locked dependencies
+	$(VENV)/bin/bandit -q -c pyproject.toml -r layers functions devstack
+	$(VENV)/bin/pip-audit --strict -r requirements.lock
+
+build: $(SAM_VENV)/.installed ## sam build (arm64 layer with python3.12)
+	@test -n "$(PY312_BIN)" || { echo "python3.12 not found: sam build needs the Lambda runtime's Python"; exit 1; }
+	$(SAM) build
+
+migrate: install ## apply the SQL migrations to DATABASE_URL (default: local Postgres)
+	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} PYTHONPATH=layers/common $(PY) -m exactly_once.migrate
+
+run: install ## run the whole bundle locally on http://127.0.0.1:$(PORT) (FRESH=1 forgets state)
+	PORT=$(PORT) FRESH=$(FRESH) $(PY) -m devstack.run
+
+demo: install ## duplicate storm against the local stack (--naive for the check-then-insert baseline)
+	$(PY) -m devstack.demo $(ARGS)
+
+bench: install ## benchmarks under bench/ (ratios against a baseline in the same run)
+	$(PY) -m bench.run_all
+
+clean: ## remove build output and local state
+	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""Fake Microsoft Graph: the client-credentials token endpoint and GET message."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from devstack.fakes import FakeProviders, FakeRequest, Reply
+
+
+def install(fakes: FakeProviders) -> None:
+    messages: dict[tuple[str, str], dict[str, Any]] = {}
+    fakes.state["graph_messages"] = messages
+
+    def setup(spec: dict[str, Any]) -> dict[str, Any]:
+        """POST /_fake/state {"provider": "graph", "user": .., "message": {..graph message..}}"""
+        messages[(spec["user"].lower(), spec["message"]["id"])] = spec["message"]
+        return {"stored": spec["message"]["id"]}
+
+    fakes.state["setup:graph"] = setup
+
+    @fakes.route("POST", r"/graph/token")
+    def token(request: FakeRequest) -> Reply:
+        fakes.record("graph.token", request.form().get("client_id", ""), request)
+        if fakes.behave("graph.token"):
+            return 401, {"error": "invalid_client"}
+        return 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": "fake-graph-token"}
+
+    @fakes.route("GET", r"/graph/v1\.0/users/(?P<user>[^/]+)/messages/(?P<mid>[^/]+)")
+    def get_message(request: FakeRequest) -> Reply:
+        mid = request.match.group("mid")
+        fakes.record("graph.get_message", mid, request)
+        if request.headers.get("authorization") != "Bearer fake-graph-token":
+            return 401, {"error": {"code": "InvalidAuthenticationToken"}}
+        failing = fakes.behave("graph.get_message")
+        if failing:
+            return failing.fail_status, {"error": {"code": "ServiceUnavailable"}}
+        message = messages.get((request.match.group("user").lower(), mid))
+        if message is None:
+            return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
+        return 200, message
+
+
+def graph_message(
+    message_id: str, internet_message_id: str, *, conversation_id: str = "conv-1", subject: str = "Printer on fire",
+    sender: str = "alice@example.com", in_reply_to: str | None = None,
+) -> dict[str, Any]:
+    """A message in the shape Graph returns for the worker's $select."""
+    headers = [{"name": "Message-ID", "value": internet_message_id}]
+    if in_reply_to:
+        headers += [{"name": "In-Reply-To", "value": in_reply_to}, {"name": "References", "value": in_reply_to}]
+    return {
+        "id": message_id,
+        "internetMessageId": internet_message_id,
+        "conversationId": conversation_id,
+        "subject": subject,
+        "from": {"emailAddress": {"address": sender, "name": sender.split("@")[0]}},
+        "bodyPreview": "Hello helpdesk",
+        "receivedDateTime": "2026-11-22T08:00:00Z",
+        "internetMessageHeaders": headers,
+    }

@@ -1,0 +1,15 @@
+"""SQS FIFO events queue -> the provider's processor, with partial batch failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exactly_once.telemetry import logger
+from exactly_once.worker import EventWorker
+
+WORKER = EventWorker()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return WORKER.handle(event, context)

@@ -1,0 +1,1 @@
+"""Provider adapters: how each provider handshakes, authenticates, splits and keys its webhooks."""

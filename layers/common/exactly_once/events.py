@@ -1,0 +1,59 @@
+"""The envelope every accepted webhook event travels in, from ingest to worker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Kind of an event an adapter could authenticate but not understand: the worker
+# stores it in quarantine with the raw body and the reason, so nothing is lost.
+QUARANTINE_KIND = "quarantine"
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """One provider event, split out of a webhook delivery."""
+
+    provider: str
+    key: str  # the dedup key: stable across the provider's re-deliveries
+    group: str  # the FIFO message group: the entity whose events must stay in order
+    kind: str  # the provider's event type
+    payload: dict[str, Any]
+    received_at: float = field(default_factory=time.time)
+    replay: dict[str, Any] | None = None  # lineage when an operator replays the event on purpose
+
+    @property
+    def dedup_id(self) -> str:
+        """SQS MessageDeduplicationId: at most 128 characters, so a hash of the key."""
+        return hashlib.sha256(self.key.encode()).hexdigest()
+
+    def to_message(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_message(cls, body: str) -> InboundEvent:
+        data = json.loads(body)
+        return cls(
+            provider=str(data["provider"]),
+            key=str(data["key"]),
+            group=str(data["group"]),
+            kind=str(data["kind"]),
+            payload=dict(data["payload"]),
+            received_at=float(data.get("received_at") or time.time()),
+            replay=data.get("replay"),
+        )
+
+
+def quarantine_event(provider: str, raw_body: bytes, reason: str, group: str | None = None) -> InboundEvent:
+    """An authenticated delivery that cannot be processed, carried to the worker's quarantine."""
+    digest = hashlib.sha256(raw_body).hexdigest()
+    return InboundEvent(
+        provider=provider,
+        key=f"{provider}:quarantine:{digest}",
+        group=group or f"{provider}:quarantine",
+        kind=QUARANTINE_KIND,
+        payload={"raw": raw_body.decode("utf-8", "replace"), "reason": reason},
+    )

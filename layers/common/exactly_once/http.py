@@ -1,0 +1,77 @@
+"""API Gateway HTTP API (payload v2) requests and responses."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from exactly_once.errors import BadRequestError, HttpError
+
+
+@dataclass(frozen=True)
+class Request:
+    """The parts of an HTTP API v2 event a webhook needs, with the body as received."""
+
+    method: str
+    path: str
+    raw_body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    source_ip: str = ""
+
+    @classmethod
+    def from_apigw_v2(cls, event: Mapping[str, Any]) -> Request:
+        body = event.get("body") or ""
+        if event.get("isBase64Encoded"):
+            try:
+                raw = base64.b64decode(body, validate=True)
+            except ValueError as exc:
+                raise BadRequestError("body is not valid base64") from exc
+        else:
+            raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
+        # HTTP API lower-cases header names already; do it again for hand-made events.
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        http = (event.get("requestContext") or {}).get("http") or {}
+        return cls(
+            method=str(http.get("method") or event.get("httpMethod") or "POST").upper(),
+            path=str(http.get("path") or event.get("rawPath") or "/"),
+            raw_body=raw,
+            headers=headers,
+            query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
+            path_params={str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()},
+            source_ip=str(http.get("sourceIp") or ""),
+        )
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        """Decode the body as JSON, or raise a 400 saying why."""
+        try:
+            return json.loads(self.raw_body)
+        except UnicodeDecodeError as exc:
+            raise BadRequestError("body is not UTF-8", code="invalid_encoding") from exc
+        except RecursionError as exc:
+            raise BadRequestError("body nests too deeply", code="invalid_json") from exc
+        except ValueError as exc:
+            raise BadRequestError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+
+
+def json_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":"), default=str),
+    }
+
+
+def text_response(status: int, text: str) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": text}
+
+
+def error_response(exc: HttpError) -> dict[str, Any]:
+    return json_response(exc.status, {"error": exc.code, "message": exc.message})

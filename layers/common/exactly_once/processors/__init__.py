@@ -1,0 +1,1 @@
+"""One module per provider flow: turns a settled event into its effect, exactly once."""

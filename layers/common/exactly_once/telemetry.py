@@ -1,0 +1,59 @@
+"""Powertools Logger and EMF metrics, with the one metric catalogue of the bundle.
+
+Each provider gets its own EphemeralMetrics (dimension ``provider``), flushed at
+the end of an invocation, so one worker that handles several providers still
+reports each under its own dimension. No message bodies or secrets are logged.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+NAMESPACE = "ExactlyOnce"
+
+logger = Logger(service="exactly-once")
+
+
+class Metric:
+    """The catalogue (documented in the README)."""
+
+    DELIVERIES = "DeliveriesReceived"
+    ACCEPTED = "EventsAccepted"
+    DUP_INGEST = "DuplicatesStoppedIngest"  # DynamoDB idempotency record
+    DUP_QUEUE = "DuplicatesStoppedQueue"  # SQS FIFO dedup id / message already handled
+    DUP_DATABASE = "DuplicatesStoppedDatabase"  # Postgres claim or unique constraint
+    CONSTRAINT_RECOVERED = "ConstraintViolationsRecovered"
+    QUARANTINED = "Quarantined"
+    SIGNATURE_FAILURES = "SignatureFailures"
+    REJECTED = "RequestsRejected"
+    LIFECYCLE = "LifecycleEvents"
+    EFFECTS = "EffectsApplied"
+    RECLAIMED = "StaleClaimsReclaimed"
+    SENDS_UNKNOWN = "SendsUnknown"
+    STUCK_ROWS = "StuckRows"
+    RETRIED = "EffectsRetried"
+
+
+class Counters:
+    """Counts per provider during one invocation; ``flush`` emits one EMF blob per provider."""
+
+    def __init__(self, service: str = "exactly-once") -> None:
+        self._service = service
+        self._by_provider: dict[str, EphemeralMetrics] = {}
+
+    def incr(self, provider: str, name: str, value: float = 1) -> None:
+        metrics = self._by_provider.get(provider)
+        if metrics is None:
+            metrics = EphemeralMetrics(namespace=NAMESPACE, service=self._service)
+            metrics.add_dimension(name="provider", value=provider)
+            self._by_provider[provider] = metrics
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+    def flush(self) -> None:
+        for metrics in self._by_provider.values():
+            metrics.flush_metrics()
+        self._by_provider.clear()
+
+
+counters = Counters()

@@ -1,0 +1,69 @@
+"""Mail -> ticket (or comment), exactly once, in one Postgres transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from exactly_once import store
+from exactly_once.events import InboundEvent
+from exactly_once.graph_client import MailMessage
+from exactly_once.queries import q
+
+
+@dataclass(frozen=True)
+class MailOutcome:
+    outcome: str  # ticket | comment | duplicate | recovered | quarantined
+    row_id: int | None
+    existing_kind: str = ""
+
+
+def apply_mail(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent, mailbox: str) -> MailOutcome:
+    """Create the ticket, or the comment of a reply, unless this mail already has one."""
+    params = {
+        "thread": mail.conversation_id or mail.internet_message_id,
+        "message_id": mail.internet_message_id,
+        "references": list(mail.references),
+        "conversation_id": mail.conversation_id,
+        "mailbox": mailbox,
+        "graph_message_id": mail.graph_id,
+        "subject": mail.subject,
+        "sender": mail.sender,
+        "preview": mail.preview,
+    }
+    try:
+        # Pipeline mode: BEGIN, the lock, the statement and the event log travel together.
+        with conn.pipeline(), conn.transaction():
+            conn.execute(q("mail_lock"), params)
+            row = conn.execute(q("mail_apply"), params).fetchone()
+            assert row is not None
+            outcome, existing_kind, row_id = str(row[0]), str(row[1]), row[2]
+            if outcome != "conflict":
+                store.record_event(conn, event, outcome, row_id, keep_payload=False)
+                return MailOutcome(outcome, row_id, existing_kind)
+    except errors.UniqueViolation:
+        pass  # a constraint the statement could not absorb: settle it below
+    return _recover(conn, mail, event)
+
+
+def _recover(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent) -> MailOutcome:
+    """A unique violation: the winner's row is this mail's effect; without one, quarantine."""
+    with conn.transaction():
+        row = conn.execute(q("mail_find"), {"message_id": mail.internet_message_id}).fetchone()
+        if row is not None:
+            store.record_event(conn, event, "recovered", row[1], keep_payload=False)
+            return MailOutcome("recovered", int(row[1]), str(row[0]))
+        qid, _ = store.quarantine(
+            conn,
+            provider="graph",
+            event_key=event.key,
+            external_id=mail.internet_message_id,
+            reason="unique violation that does not resolve to an existing ticket or comment",
+            raw=json.dumps(event.payload, ensure_ascii=False),
+        )
+        store.record_event(conn, event, "quarantined", qid, keep_payload=False)
+        return MailOutcome("quarantined", qid)

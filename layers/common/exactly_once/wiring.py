@@ -1,0 +1,21 @@
+"""Builds a provider's ingest pipeline from the environment (once per container)."""
+
+from __future__ import annotations
+
+from exactly_once import aws
+from exactly_once.adapters.base import WebhookAdapter
+from exactly_once.dedup import IngestDeduper
+from exactly_once.ingest import WebhookIngest
+from exactly_once.queue import EventQueue
+from exactly_once.settings import IngestSettings
+
+
+def webhook_ingest(adapter: WebhookAdapter, settings: IngestSettings | None = None) -> WebhookIngest:
+    settings = settings or IngestSettings.from_env()
+    deduper = IngestDeduper(
+        settings.idempotency_table,
+        key_prefix=f"{adapter.provider}-ingest",
+        window_seconds=adapter.dedup_window_seconds,
+        client=aws.dynamodb(),
+    )
+    return WebhookIngest(adapter, deduper, EventQueue(settings.events_queue_url, aws.sqs()), settings.max_body_bytes)

@@ -1,0 +1,98 @@
+"""The event worker: SQS FIFO batches, FIFO-aware partial failures, one processor per provider.
+
+A processor raises to have the message retried (then the DLQ after
+``maxReceiveCount``); PermanentEventError sends the event to quarantine and
+acknowledges it, so a poison message never blocks its group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from exactly_once import db, store
+from exactly_once.errors import PermanentEventError
+from exactly_once.events import QUARANTINE_KIND, InboundEvent
+from exactly_once.telemetry import Metric, counters, logger
+
+Processor = Callable[[InboundEvent], str]
+
+# provider -> "module:function"; imported on first use so a worker pays only for what it meets.
+PROCESSORS: dict[str, str] = {
+    "graph": "exactly_once.processors.graph_mail:process",
+}
+
+
+class EventWorker:
+    def __init__(self, processors: Mapping[str, str] | None = None) -> None:
+        self._paths = dict(processors or PROCESSORS)
+        self._loaded: dict[str, Processor] = {}
+
+    def processor(self, provider: str) -> Processor | None:
+        if provider not in self._loaded:
+            path = self._paths.get(provider)
+            if path is None:
+                return None
+            module, _, name = path.partition(":")
+            self._loaded[provider] = getattr(importlib.import_module(module), name)
+        return self._loaded[provider]
+
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+        try:
+            return dict(
+                process_partial_response(
+                    event=dict(event), record_handler=self.handle_record, processor=processor, context=context
+                )
+            )
+        finally:
+            counters.flush()
+
+    def handle_record(self, record: SQSRecord) -> str:
+        try:
+            event = InboundEvent.from_message(record.body)
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._quarantine_raw(record, f"unreadable queue message: {exc}")
+        logger.set_correlation_id(event.key)
+        logger.append_keys(provider=event.provider, key=event.key)
+        try:
+            if event.kind == QUARANTINE_KIND:
+                return self._quarantine(event, str(event.payload.get("reason") or "unprocessable delivery"))
+            processor = self.processor(event.provider)
+            if processor is None:
+                return self._quarantine(event, f"no processor for provider {event.provider!r}")
+            try:
+                outcome = processor(event)
+            except PermanentEventError as exc:
+                return self._quarantine(event, str(exc))
+            logger.info("event settled", extra={"outcome": outcome})
+            return outcome
+        finally:
+            logger.remove_keys(["provider", "key"])
+
+    def _quarantine(self, event: InboundEvent, reason: str) -> str:
+        conn = db.connection()
+        with conn.transaction():
+            qid = store.quarantine_event(conn, event, reason)
+            store.record_event(conn, event, "quarantined", qid, keep_payload=False)
+        counters.incr(event.provider, Metric.QUARANTINED)
+        logger.warning("event quarantined", extra={"outcome": "quarantined", "reason": reason, "quarantine_id": qid})
+        return "quarantined"
+
+    def _quarantine_raw(self, record: SQSRecord, reason: str) -> str:
+        conn = db.connection()
+        store.quarantine(
+            conn,
+            provider="unknown",
+            event_key=f"sqs:{record.message_id}",
+            reason=reason,
+            raw=json.dumps({"body": record.body}),
+        )
+        counters.incr("unknown", Metric.QUARANTINED)
+        logger.warning("queue message quarantined", extra={"reason": reason})
+        return "quarantined"
