@@ -5,9 +5,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-_paths = [str(ROOT), str(ROOT / "layers" / "common")] + sorted(
-    str(p) for p in (ROOT / "functions").iterdir() if p.is_dir()
-)
+_functions = sorted(str(p) for p in (ROOT / "functions").iterdir() if p.is_dir())
+_paths = [str(ROOT), str(ROOT / "layers" / "common"), *_functions]
 for _p in reversed(_paths):
     if _p not in sys.path:
         sys.path.insert(0, _p)

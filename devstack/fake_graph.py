@@ -42,8 +42,13 @@ def install(fakes: FakeProviders) -> None:
 
 
 def graph_message(
-    message_id: str, internet_message_id: str, *, conversation_id: str = "conv-1", subject: str = "Printer on fire",
-    sender: str = "alice@example.com", in_reply_to: str | None = None,
+    message_id: str,
+    internet_message_id: str,
+    *,
+    conversation_id: str = "conv-1",
+    subject: str = "Printer on fire",
+    sender: str = "alice@example.com",
+    in_reply_to: str | None = None,
 ) -> dict[str, Any]:
     """A message in the shape Graph returns for the worker's $select."""
     headers = [{"name": "Message-ID", "value": internet_message_id}]
@@ -54,7 +59,7 @@ def graph_message(
         "internetMessageId": internet_message_id,
         "conversationId": conversation_id,
         "subject": subject,
-        "from": {"emailAddress": {"address": sender, "name": sender.split("@")[0]}},
+        "from": {"emailAddress": {"address": sender, "name": sender.split("@", maxsplit=1)[0]}},
         "bodyPreview": "Hello helpdesk",
         "receivedDateTime": "2026-11-22T08:00:00Z",
         "internetMessageHeaders": headers,

@@ -147,7 +147,7 @@ class FakeProviders:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeProviders:
         self._thread = threading.Thread(target=self._server.serve_forever, name="fakes", daemon=True)
@@ -203,7 +203,7 @@ class FakeProviders:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 reply = fakes.dispatch(self.command, self.path, headers, body)
                 status, payload = reply[0], reply[1]
-                extra = reply[2] if len(reply) > 2 else {}  # type: ignore[misc]
+                extra: dict[str, str] = dict(reply[2]) if len(reply) > 2 else {}
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)

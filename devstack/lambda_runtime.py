@@ -69,8 +69,13 @@ def function_timeout(function: str, template: Template | None = None) -> float:
 
 
 def apigw_event(
-    method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | None = None,
-    path_params: Mapping[str, str] | None = None, route_key: str | None = None, source_ip: str = "127.0.0.1",
+    method: str,
+    url: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    path_params: Mapping[str, str] | None = None,
+    route_key: str | None = None,
+    source_ip: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) event, as the real integration builds it."""
     parts = urlsplit(url)
@@ -92,8 +97,13 @@ def apigw_event(
             "accountId": "000000000000",
             "apiId": "local",
             "domainName": "127.0.0.1",
-            "http": {"method": method, "path": parts.path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
-                     "userAgent": (headers or {}).get("user-agent", "")},
+            "http": {
+                "method": method,
+                "path": parts.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": (headers or {}).get("user-agent", ""),
+            },
             "requestId": str(uuid.uuid4()),
             "routeKey": route_key or f"{method} {parts.path}",
             "stage": "$default",

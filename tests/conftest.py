@@ -83,18 +83,15 @@ def stack(
 
 
 def _reset_library_caches() -> None:
-    """Forget what a warm container would keep: clients, the connection, cached providers."""
+    """Forget what a warm container would keep: clients, the connection, every cached factory."""
     import sys
 
-    from exactly_once import aws, db
+    from exactly_once import db
 
     db.reset()
-    aws.sqs.cache_clear()
-    aws.dynamodb.cache_clear()
-    aws._session.cache_clear()
-    for module in list(sys.modules.values()):
-        for attr in ("graph", "llm", "whatsapp", "unipile", "client", "settings"):
-            fn = getattr(module, attr, None) if module and getattr(module, "__name__", "").startswith(
-                "exactly_once.processors") else None
-            if fn is not None and hasattr(fn, "cache_clear"):
-                fn.cache_clear()
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("exactly_once") or module is None:
+            continue
+        for value in list(vars(module).values()):
+            if callable(value) and hasattr(value, "cache_clear") and getattr(value, "__module__", "") == name:
+                value.cache_clear()

@@ -14,16 +14,25 @@ URL = "http://127.0.0.1:3000/webhooks/graph"
 HEADERS = {"content-type": "application/json"}
 
 
-def item(message_id: str, change: str = "created", etag: str = "W/\"etag-1\"", client_state: str | None = None,
-         user: str = USER) -> dict[str, Any]:
+def item(
+    message_id: str,
+    change: str = "created",
+    etag: str = 'W/"etag-1"',
+    client_state: str | None = None,
+    user: str = USER,
+) -> dict[str, Any]:
     resource = f"Users/{user}/Messages/{message_id}"
     return {
         "subscriptionId": SUB,
         "subscriptionExpirationDateTime": "2026-11-25T08:00:00.0000000Z",
         "changeType": change,
         "resource": resource,
-        "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "@odata.id": resource, "@odata.etag": etag,
-                         "id": message_id},
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.Message",
+            "@odata.id": resource,
+            "@odata.etag": etag,
+            "id": message_id,
+        },
         "clientState": TEST_SECRETS["GRAPH_CLIENT_STATE"] if client_state is None else client_state,
         "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95",
     }

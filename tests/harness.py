@@ -24,6 +24,20 @@ TEST_SECRETS = {
     "GRAPH_CLIENT_STATE": "test-client-state-0123456789",
     "GRAPH_CLIENT_ID": "test-client-id",
     "GRAPH_CLIENT_SECRET": "test-client-secret",
+    "LIVEKIT_API_KEY": "APItestkey",
+    "LIVEKIT_API_SECRET": "livekit-test-secret-0123456789abcdef0123456789",
+    "LLM_API_KEY": "sk-test-llm",
+    "LLM_MODEL": "test-analysis-model",
+    "WHATSAPP_APP_SECRET": "whatsapp-app-secret-test",
+    "WHATSAPP_VERIFY_TOKEN": "whatsapp-verify-token-test",
+    "WHATSAPP_ACCESS_TOKEN": "whatsapp-access-token-test",
+    "UNIPILE_API_KEY": "unipile-api-key-test",
+    "UNIPILE_WEBHOOK_SECRET": "unipile-webhook-secret-test",
+    "API_TOKEN": "local-api-token-test",
+    "STANDARD_WEBHOOK_SECRETS": '{"acme": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}',
+    "STRIPE_WEBHOOK_SECRET": "whsec_stripe_test_secret",
+    "GITHUB_WEBHOOK_SECRET": "github-webhook-secret-test",
+    "SLACK_SIGNING_SECRET": "slack-signing-secret-test",
 }
 
 
@@ -53,6 +67,9 @@ def stack_env(aws: LocalAws, fakes: FakeProviders, database_url: str) -> dict[st
             "DATABASE_URL": database_url,
             "GRAPH_BASE_URL": f"{fakes.url}/graph/v1.0",
             "GRAPH_TOKEN_URL": f"{fakes.url}/graph/token",
+            "LLM_BASE_URL": f"{fakes.url}/openai/v1",
+            "WHATSAPP_BASE_URL": f"{fakes.url}/whatsapp",
+            "UNIPILE_BASE_URL": f"{fakes.url}/unipile",
             "POWERTOOLS_METRICS_NAMESPACE": "ExactlyOnce",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
@@ -77,7 +94,12 @@ class Stack:
         return self._modules[function]
 
     def invoke_http(
-        self, function: str, method: str, url: str, body: bytes | str = b"", headers: dict[str, str] | None = None,
+        self,
+        function: str,
+        method: str,
+        url: str,
+        body: bytes | str = b"",
+        headers: dict[str, str] | None = None,
     ) -> HttpAnswer:
         raw = body.encode() if isinstance(body, str) else body
         context = LambdaContext(function_name=function, timeout_s=function_timeout(function, self.aws.template))
@@ -97,9 +119,13 @@ class Stack:
 
     def poller(self, function: str, queue: str, **kwargs: Any) -> QueuePoller:
         return QueuePoller(
-            sqs=self.sqs(), queue_url=self.aws.physical[queue], queue_arn=self.aws.arns[queue],
-            handler=self.handler(function), function_name=function,
-            timeout_s=function_timeout(function, self.aws.template), **kwargs,
+            sqs=self.sqs(),
+            queue_url=self.aws.physical[queue],
+            queue_arn=self.aws.arns[queue],
+            handler=self.handler(function),
+            function_name=function,
+            timeout_s=function_timeout(function, self.aws.template),
+            **kwargs,
         )
 
     def drain(self, function: str = "EventWorkerFunction", queue: str = "EventsQueue", rounds: int = 200) -> int:
@@ -116,12 +142,13 @@ class Stack:
 
     def reset(self) -> None:
         sqs = self.sqs()
-        for name, url in self.aws.physical.items():
+        for _name, url in self.aws.physical.items():
             if url.startswith("http"):
                 # PurgeQueue is limited to once a minute: receive and delete instead.
                 while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
                     sqs.delete_message_batch(
-                        QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)]
+                        QueueUrl=url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)],
                     )
         ddb = boto_client("dynamodb", self.aws.endpoint)
         for table, res in self.aws.template.of_type("AWS::DynamoDB::Table").items():

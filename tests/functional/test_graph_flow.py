@@ -32,7 +32,9 @@ def test_reply_becomes_a_comment_on_the_existing_ticket(stack, db):
     post(stack, body(item("m2")))
     stack.drain()
     assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
-    row = db.execute("SELECT t.external_message_id FROM ticket_comments c JOIN tickets t ON t.id = c.ticket_id").fetchone()
+    row = db.execute(
+        "SELECT t.external_message_id FROM ticket_comments c JOIN tickets t ON t.id = c.ticket_id"
+    ).fetchone()
     assert row == ("<m1@example.com>",)
 
 
