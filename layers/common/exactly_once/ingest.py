@@ -12,6 +12,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once.adapters.base import WebhookAdapter
+from exactly_once.crash import crashpoint
 from exactly_once.dedup import IngestDeduper, Reservation
 from exactly_once.errors import HttpError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError
 from exactly_once.events import InboundEvent
@@ -77,11 +78,13 @@ class WebhookIngest:
             raise ServiceUnavailableError("dedup store unavailable, retry later") from exc
         if not fresh:
             return 0, duplicates
+        crashpoint(f"{provider}.ingest.after_dedup")
         try:
             failed = self.queue.send(fresh)
         except (BotoCoreError, ClientError) as exc:
             self._release(fresh, exc)
             raise ServiceUnavailableError("queue unavailable, retry later") from exc
+        crashpoint(f"{provider}.ingest.after_enqueue")
         failed_keys = {event.key for event in failed}
         for event in fresh:
             if event.key not in failed_keys:

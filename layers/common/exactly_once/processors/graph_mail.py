@@ -6,6 +6,7 @@ import functools
 import re
 
 from exactly_once import db, store
+from exactly_once.crash import crashpoint
 from exactly_once.errors import PermanentEventError
 from exactly_once.events import InboundEvent
 from exactly_once.graph_client import GraphClient, MessageGoneError
@@ -42,7 +43,9 @@ def process(event: InboundEvent) -> str:
         store.record_event(conn, event, "message_gone")
         logger.info("mail deleted before fetch", extra={"outcome": "message_gone"})
         return "message_gone"
+    crashpoint("graph.worker.after_fetch")
     result = apply_mail(conn, mail, event, mailbox.lower())
+    crashpoint("graph.worker.after_commit")
     if result.outcome == "duplicate":
         counters.incr("graph", Metric.DUP_DATABASE)
     elif result.outcome == "recovered":
