@@ -52,9 +52,12 @@ class Request:
     def json(self) -> Any:
         """Decode the body as JSON, or raise a 400 saying why."""
         try:
-            return json.loads(self.raw_body)
+            # Decode first: json.loads on bytes would guess UTF-16/32 from a BOM; providers send UTF-8.
+            text = self.raw_body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadRequestError("body is not UTF-8", code="invalid_encoding") from exc
+        try:
+            return json.loads(text)
         except RecursionError as exc:
             raise BadRequestError("body nests too deeply", code="invalid_json") from exc
         except ValueError as exc:
