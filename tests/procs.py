@@ -18,8 +18,9 @@ def _prepare(env: dict[str, str]) -> None:
     add_code_paths()
 
 
-def deliver(env: dict[str, str], function: str, requests: list[tuple[str, str, bytes, dict[str, str]]],
-            start_at: float) -> list[int]:
+def deliver(
+    env: dict[str, str], function: str, requests: list[tuple[str, str, bytes, dict[str, str]]], start_at: float
+) -> list[int]:
     """POST each request to the function's handler; return the status codes."""
     _prepare(env)
     from devstack.lambda_runtime import LambdaContext, apigw_event, load_handler
@@ -42,10 +43,16 @@ def work(env: dict[str, str], bodies: list[str], start_at: float, function: str 
     time.sleep(max(0.0, start_at - time.time()))
     failures = 0
     for body in bodies:
-        message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "local", "Body": body,
-                   "Attributes": {"MessageGroupId": "g", "SequenceNumber": "1"}}
-        result = handler(sqs_event([message], "arn:aws:sqs:us-east-1:000000000000:EventsQueue.fifo"),
-                         LambdaContext(function_name=function, timeout_s=60))
+        message = {
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": "local",
+            "Body": body,
+            "Attributes": {"MessageGroupId": "g", "SequenceNumber": "1"},
+        }
+        result = handler(
+            sqs_event([message], "arn:aws:sqs:us-east-1:000000000000:EventsQueue.fifo"),
+            LambdaContext(function_name=function, timeout_s=60),
+        )
         failures += len(result.get("batchItemFailures", []))
     return failures
 

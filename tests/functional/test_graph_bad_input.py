@@ -7,7 +7,6 @@ import json
 import pytest
 
 from devstack.fakes import Behaviour
-
 from tests.graph_support import add_mail, body, item, post
 
 

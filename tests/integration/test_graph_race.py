@@ -24,8 +24,9 @@ def test_twenty_concurrent_deliveries_a_racing_reply_and_a_late_redelivery_make_
 
     # WHEN 4 processes deliver the same notification 5 times each, all at once
     start = time.time() + 3
-    statuses = run_parallel(deliver, [(stack.env, "GraphIngestFunction", [("POST", URL, payload, HEADERS)] * 5, start)
-                                      for _ in range(4)])
+    statuses = run_parallel(
+        deliver, [(stack.env, "GraphIngestFunction", [("POST", URL, payload, HEADERS)] * 5, start) for _ in range(4)]
+    )
     # THEN every delivery is acknowledged, and ingest let exactly one through
     assert [s for per_proc in statuses for s in per_proc] == [202] * 20
     assert stack.queue_depth("EventsQueue") == 1
@@ -33,8 +34,10 @@ def test_twenty_concurrent_deliveries_a_racing_reply_and_a_late_redelivery_make_
 
     # WHEN the reply is processed by 4 workers at once, each holding a different notification of it
     # (created/updated, several etags): ingest cannot stop these, only Postgres can
-    notes = [InboundEvent("graph", item_key(it), "graph:mailbox:u", it["changeType"], it).to_message()
-             for it in (item("m2", change=c, etag=f'W/"e{i}"') for i, c in enumerate(["created", "updated"] * 4))]
+    notes = [
+        InboundEvent("graph", item_key(it), "graph:mailbox:u", it["changeType"], it).to_message()
+        for it in (item("m2", change=c, etag=f'W/"e{i}"') for i, c in enumerate(["created", "updated"] * 4))
+    ]
     start = time.time() + 3
     failures = run_parallel(work, [(stack.env, notes[i::4], start) for i in range(4)])
     assert failures == [0, 0, 0, 0]
