@@ -8,6 +8,7 @@ guarantee the code relies on, for the tests and the local stack alike.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,7 @@ class SerializedMotoServer:
                 body = b"".join(app(environ, start_response))
             return [body]
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output
         self._server: BaseWSGIServer = make_server(host, port, serialised, threaded=True)
         self._thread: threading.Thread | None = None
 

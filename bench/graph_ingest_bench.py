@@ -1,0 +1,161 @@
+"""Graph ingest: AWS calls per unique item and per duplicate, and cold start as a ratio.
+
+AWS calls are counted with botocore's ``before-call`` event on the ingest's own
+clients, against the serialised moto server. Cold start is the time to import a
+handler module and build its clients in a fresh interpreter, divided by the time
+of ``import boto3`` plus one client in the same run (medians of several runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+from bench.common import median, table, write_result
+from devstack.aws_local import LocalAws
+from devstack.fakes import FakeProviders
+from devstack.lambda_runtime import LAYER_DIR, LambdaContext, add_code_paths, apigw_event
+from devstack.moto_server import SerializedMotoServer
+from devstack.template import ROOT, Template
+from tests.graph_support import HEADERS, URL, body, item
+from tests.harness import stack_env
+
+COLD_RUNS = 7
+
+
+def _count_calls(clients: list[Any]) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    for client in clients:
+        client.meta.events.register(
+            "before-call.*.*", lambda model, **_: calls.update([f"{model.service_model.service_name}.{model.name}"])
+        )
+    return calls
+
+
+def aws_calls(env: dict[str, str]) -> dict[str, Any]:
+    os.environ.update(env)
+    add_code_paths()
+    from exactly_once import aws
+    from exactly_once.adapters.graph import GraphAdapter
+    from exactly_once.wiring import webhook_ingest
+
+    def container() -> tuple[Any, Counter[str]]:
+        aws.sqs.cache_clear()
+        aws.dynamodb.cache_clear()
+        ingest = webhook_ingest(GraphAdapter(env["GRAPH_CLIENT_STATE"]))
+        return ingest, _count_calls([aws.sqs(), aws.dynamodb()])
+
+    n = 10
+    payload = body(*[item(f"bench-{i}") for i in range(n)]).encode()
+    event = apigw_event("POST", URL, payload, HEADERS)
+    warm, calls = container()
+    warm.handle(event, LambdaContext())
+    unique = dict(calls)
+    calls.clear()
+    cold, cold_calls = container()  # another container: no local cache
+    cold.handle(event, LambdaContext())
+    dup_other = dict(cold_calls)
+    calls.clear()
+    warm.handle(event, LambdaContext())  # the same warm container again
+    dup_warm = dict(calls)
+
+    def per_item(c: dict[str, int], prefix: str) -> float:
+        return sum(v for k, v in c.items() if k.startswith(prefix)) / n
+
+    return {
+        "items_per_post": n,
+        "unique": {
+            "calls": unique,
+            "dynamodb_writes_per_item": per_item(unique, "dynamodb."),
+            "sqs_requests_per_post": sum(v for k, v in unique.items() if k.startswith("sqs.")),
+        },
+        "duplicate_new_container": {
+            "calls": dup_other,
+            "dynamodb_writes_per_item": per_item(dup_other, "dynamodb."),
+            "sqs_requests_per_post": sum(v for k, v in dup_other.items() if k.startswith("sqs.")),
+        },
+        "duplicate_same_container": {"calls": dup_warm, "total_calls": sum(dup_warm.values())},
+    }
+
+
+_SNIPPET = """
+import sys, time
+t = time.perf_counter()
+{body}
+print(time.perf_counter() - t)
+"""
+
+
+def _time_in_fresh_interpreter(code: str, env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _SNIPPET.format(body=code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def cold_starts(env: dict[str, str]) -> dict[str, Any]:
+    template = Template.load()
+    child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAYER_DIR)])}
+    baseline = [
+        _time_in_fresh_interpreter("import boto3\nboto3.client('sqs', region_name='us-east-1')", child_env)
+        for _ in range(COLD_RUNS)
+    ]
+    results: dict[str, Any] = {"baseline_import_boto3_plus_client_s": median(baseline), "functions": {}}
+    for name, fn in template.functions().items():
+        props = fn["Properties"]
+        module = str(props["Handler"]).rpartition(".")[0]
+        code_dir = ROOT / props["CodeUri"]
+        fenv = {**child_env, "PYTHONPATH": os.pathsep.join([str(code_dir), str(LAYER_DIR)])}
+        try:
+            runs = [_time_in_fresh_interpreter(f"import {module}", fenv) for _ in range(COLD_RUNS)]
+        except subprocess.CalledProcessError as exc:
+            results["functions"][name] = {"error": exc.stderr.strip().splitlines()[-1][:200]}
+            continue
+        results["functions"][name] = {"import_s": median(runs), "ratio": median(runs) / median(baseline)}
+    return results
+
+
+def main() -> None:
+    moto = SerializedMotoServer().start()
+    fakes = FakeProviders().start()
+    try:
+        local = LocalAws(moto.url).provision()
+        env = stack_env(local, fakes, "postgresql://postgres@127.0.0.1:5432/postgres")
+        calls = aws_calls(env)
+        cold = cold_starts(env)
+    finally:
+        fakes.stop()
+        moto.stop()
+    write_result("graph_ingest", {"aws_calls": calls, "cold_start": cold})
+    print(
+        table(
+            [
+                ("unique item", calls["unique"]["dynamodb_writes_per_item"], calls["unique"]["sqs_requests_per_post"]),
+                (
+                    "duplicate, other container",
+                    calls["duplicate_new_container"]["dynamodb_writes_per_item"],
+                    calls["duplicate_new_container"]["sqs_requests_per_post"],
+                ),
+                ("duplicate, same warm container", calls["duplicate_same_container"]["total_calls"] / 10, 0),
+            ],
+            ("10 items per POST", "DynamoDB writes/item", "SQS requests/POST"),
+        )
+    )
+    print()
+    rows = [(n, f"{r['ratio']:.2f}" if "ratio" in r else r["error"]) for n, r in cold["functions"].items()]
+    print(f"baseline (import boto3 + one client): {cold['baseline_import_boto3_plus_client_s'] * 1000:.0f} ms")
+    print(table(rows, ("handler", "cold start / baseline")))
+    print(json.dumps({"written": "bench/results/graph_ingest.json"}))
+
+
+if __name__ == "__main__":
+    main()
