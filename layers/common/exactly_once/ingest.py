@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from exactly_once.adapters.base import WebhookAdapter
+from exactly_once.adapters.base import QuarantinedBadRequestError, WebhookAdapter
 from exactly_once.crash import crashpoint
 from exactly_once.dedup import IngestDeduper, Reservation
 from exactly_once.errors import HttpError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError
@@ -52,7 +52,11 @@ class WebhookIngest:
             raise PayloadTooLargeError(self.max_body_bytes)
         self.adapter.check_content_type(request)
         self.adapter.authenticate(request)
-        split = self.adapter.split(request)
+        try:
+            split = self.adapter.split(request)
+        except QuarantinedBadRequestError as exc:
+            self.accept([exc.event], remaining_ms)  # keep the signed bytes, then refuse them
+            raise
         accepted, duplicates = self.accept(split.events, remaining_ms)
         return self.adapter.accepted(accepted, duplicates, split.rejected)
 

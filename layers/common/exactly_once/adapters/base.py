@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from exactly_once.errors import UnsupportedMediaTypeError
+from exactly_once.errors import BadRequestError, UnsupportedMediaTypeError
 from exactly_once.events import InboundEvent
 from exactly_once.http import Request, json_response
 
@@ -18,6 +18,15 @@ class Split:
 
     events: list[InboundEvent] = field(default_factory=list)
     rejected: int = 0  # items that failed per-item authentication (Graph clientState)
+
+
+class QuarantinedBadRequestError(BadRequestError):
+    """An authenticated body that cannot be read: the pipeline enqueues ``event`` (the raw body,
+    for the worker's quarantine) before answering 400, so nothing the provider signed is lost."""
+
+    def __init__(self, message: str, event: InboundEvent, code: str = "invalid_json") -> None:
+        super().__init__(message, code=code)
+        self.event = event
 
 
 class WebhookAdapter(ABC):
