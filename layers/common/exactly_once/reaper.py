@@ -17,7 +17,9 @@ from exactly_once.telemetry import Metric, counters, logger
 Reaper = Callable[[psycopg.Connection[Any]], int]
 
 # name -> "module:function", imported when the reaper runs.
-REAPERS: dict[str, str] = {}
+REAPERS: dict[str, str] = {
+    "livekit_feedback": "exactly_once.feedback_reaper:reap",
+}
 
 
 def run_all(conn: psycopg.Connection[Any], only: list[str] | None = None) -> dict[str, int]:

@@ -33,6 +33,7 @@ class Metric:
     SENDS_UNKNOWN = "SendsUnknown"
     STUCK_ROWS = "StuckRows"
     RETRIED = "EffectsRetried"
+    STALE_REJECTED = "StaleWritesRejected"  # a late worker's fenced write matched no current claim
 
 
 class Counters:

@@ -25,6 +25,7 @@ Processor = Callable[[InboundEvent], str]
 # provider -> "module:function"; imported on first use so a worker pays only for what it meets.
 PROCESSORS: dict[str, str] = {
     "graph": "exactly_once.processors.graph_mail:process",
+    "livekit": "exactly_once.processors.livekit_room:process",
 }
 
 
