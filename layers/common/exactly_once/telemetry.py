@@ -27,6 +27,7 @@ class Metric:
     QUARANTINED = "Quarantined"
     SIGNATURE_FAILURES = "SignatureFailures"
     REJECTED = "RequestsRejected"
+    PROVIDER_RETRIES = "ProviderRetriesSeen"  # deliveries the provider marked as a retry (Slack)
     LIFECYCLE = "LifecycleEvents"
     EFFECTS = "EffectsApplied"
     RECLAIMED = "StaleClaimsReclaimed"
@@ -34,6 +35,9 @@ class Metric:
     STUCK_ROWS = "StuckRows"
     RETRIED = "EffectsRetried"
     STALE_REJECTED = "StaleWritesRejected"  # a late worker's fenced write matched no current claim
+    REPLIES_ENQUEUED = "RepliesEnqueued"  # WhatsApp: bot replies put in the send queue
+    STATUSES_APPLIED = "StatusesApplied"  # delivery statuses that moved a message forward
+    STATUSES_STALE = "StatusesStale"  # late or repeated statuses that changed nothing
 
 
 class Counters:

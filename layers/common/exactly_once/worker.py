@@ -25,7 +25,13 @@ Processor = Callable[[InboundEvent], str]
 # provider -> "module:function"; imported on first use so a worker pays only for what it meets.
 PROCESSORS: dict[str, str] = {
     "graph": "exactly_once.processors.graph_mail:process",
+    "unipile": "exactly_once.processors.unipile_inbound:process",
+    "standard": "exactly_once.processors.generic_event:process",
+    "stripe": "exactly_once.processors.generic_event:process",
+    "github": "exactly_once.processors.generic_event:process",
+    "slack": "exactly_once.processors.generic_event:process",
     "livekit": "exactly_once.processors.livekit_room:process",
+    "whatsapp": "exactly_once.processors.whatsapp_inbound:process",
 }
 
 
