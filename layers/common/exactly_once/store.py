@@ -48,7 +48,8 @@ def record_event(
             "replay_of": (event.replay or {}).get("original_key"),
         },
     ).fetchone()
-    assert row is not None
+    if row is None:  # RETURNING always yields a row; guard for the type checker
+        raise RuntimeError("statement returned no row")
     return int(row[1])
 
 
@@ -60,13 +61,26 @@ def quarantine(
     reason: str,
     raw: str,
     external_id: str | None = None,
+    envelope: str | None = None,
 ) -> tuple[int, bool]:
-    """Keep an event that cannot be settled, with its raw input and the reason; (id, first time)."""
+    """Keep an event that cannot be settled, with its raw input and the reason; (id, first time).
+
+    ``envelope`` is the queued event itself (``InboundEvent.to_message()``): with it an operator
+    can replay the event through the same code path (``exactly-once quarantine replay``).
+    """
     row = conn.execute(
         q("quarantine_put"),
-        {"provider": provider, "event_key": event_key, "external_id": external_id, "reason": reason, "raw": raw},
+        {
+            "provider": provider,
+            "event_key": event_key,
+            "external_id": external_id,
+            "reason": reason,
+            "raw": raw,
+            "envelope": envelope,
+        },
     ).fetchone()
-    assert row is not None
+    if row is None:  # RETURNING always yields a row; guard for the type checker
+        raise RuntimeError("statement returned no row")
     return int(row[0]), bool(row[1])
 
 
@@ -81,5 +95,6 @@ def quarantine_event(
         reason=reason,
         raw=raw if raw is not None else json.dumps(event.payload, ensure_ascii=False),
         external_id=external_id,
+        envelope=event.to_message(),
     )
     return qid

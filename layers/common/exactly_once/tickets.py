@@ -40,7 +40,8 @@ def apply_mail(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundE
         with conn.pipeline(), conn.transaction():
             conn.execute(q("mail_lock"), params)
             row = conn.execute(q("mail_apply"), params).fetchone()
-            assert row is not None
+            if row is None:  # RETURNING always yields a row; guard for the type checker
+                raise RuntimeError("statement returned no row")
             outcome, existing_kind, row_id = str(row[0]), str(row[1]), row[2]
             if outcome != "conflict":
                 store.record_event(conn, event, outcome, row_id, keep_payload=False)
@@ -64,6 +65,7 @@ def _recover(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEve
             external_id=mail.internet_message_id,
             reason="unique violation that does not resolve to an existing ticket or comment",
             raw=json.dumps(event.payload, ensure_ascii=False),
+            envelope=event.to_message(),
         )
         store.record_event(conn, event, "quarantined", qid, keep_payload=False)
         return MailOutcome("quarantined", qid)
