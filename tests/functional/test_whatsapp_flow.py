@@ -1,0 +1,161 @@
+"""WhatsApp Cloud API webhooks end to end: the real handlers, serialised moto, Postgres, signed Meta payloads."""
+
+from __future__ import annotations
+
+import json
+
+from tests.whatsapp_support import (
+    CUSTOMER,
+    PHONE,
+    change,
+    contact,
+    entry,
+    envelope,
+    failed,
+    message_of_type,
+    meta_bytes,
+    one_text,
+    post,
+    sign,
+    status,
+    text_message,
+)
+
+
+def replies(db) -> list[tuple[str, str, str, str]]:
+    rows = db.execute(
+        "SELECT idempotency_key, sender_account, recipient, payload->>'text' FROM send_queue ORDER BY id"
+    ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def test_text_message_is_stored_once_and_one_reply_is_queued(stack, db):
+    # GIVEN a customer's "test", delivered by Meta and then re-delivered
+    first = post(stack, one_text("wamid.T1", "test"))
+    again = post(stack, one_text("wamid.T1", "test"))
+    stack.drain()
+    # THEN both deliveries get 200 (only 200 counts for Meta), the second one as a duplicate
+    assert (first.status, first.json()) == (200, {"accepted": 1, "duplicates": 0, "rejected": 0})
+    assert (again.status, again.json()) == (200, {"accepted": 0, "duplicates": 1, "rejected": 0})
+    # AND the message is stored once with its contact, and one reply waits in the send queue
+    row = db.execute("SELECT wamid, phone_number_id, wa_id, contact_name, type, text FROM whatsapp_messages").fetchall()
+    assert row == [("wamid.T1", PHONE, CUSTOMER, "Sheena Nelson", "text", "test")]
+    assert replies(db) == [("reply:wamid.T1", PHONE, CUSTOMER, "test is working")]
+    assert db.execute("SELECT outcome FROM event_log").fetchall() == [("replied",)]
+
+
+def test_several_entries_messages_and_statuses_in_one_post(stack, db):
+    # GIVEN one POST with two entries (two business numbers), several messages per change,
+    # and messages and statuses mixed in one value, as Meta batches them
+    payload = envelope(
+        entry(
+            change(
+                messages=[text_message("wamid.A1", "hello"), text_message("wamid.A2", "again", sender="447700900123")],
+                statuses=[status("wamid.OUT1", "delivered")],
+            ),
+            change(statuses=[status("wamid.OUT1", "read"), status("wamid.OUT2", "sent", recipient="447700900123")]),
+        ),
+        entry(change(messages=[text_message("wamid.B1", "other number")], phone="201234567890"), waba="999"),
+    )
+    answer = post(stack, payload)
+    stack.drain()
+    assert (answer.status, answer.json()["accepted"]) == (200, 6)
+    stored = db.execute("SELECT wamid, phone_number_id, wa_id, text FROM whatsapp_messages ORDER BY wamid").fetchall()
+    assert stored == [
+        ("wamid.A1", PHONE, CUSTOMER, "hello"),
+        ("wamid.A2", PHONE, "447700900123", "again"),
+        ("wamid.B1", "201234567890", CUSTOMER, "other number"),
+    ]
+    assert sorted(r[0] for r in replies(db)) == ["reply:wamid.A1", "reply:wamid.A2", "reply:wamid.B1"]
+    # the reply goes out from the number the message was sent to
+    assert ("reply:wamid.B1", "201234567890", CUSTOMER, "other number is working") in replies(db)
+    delivery = dict(db.execute("SELECT provider_message_id, status FROM message_delivery").fetchall())
+    assert delivery == {"wamid.OUT1": "read", "wamid.OUT2": "sent"}
+
+
+def test_non_ascii_text_signed_as_escaped_unicode_bytes(stack, db):
+    # GIVEN text with accents, CJK and an emoji outside the BMP; Meta posts it \\u-escaped
+    text = "Olá, ça marche? 你好 👋"
+    raw = meta_bytes(one_text("wamid.U1", text))
+    assert raw.isascii() and b"\\ud83d\\udc4b" in raw  # the emoji as a surrogate pair, as Meta sends it
+    answer = post(stack, raw)
+    stack.drain()
+    assert answer.status == 200
+    assert db.execute("SELECT text FROM whatsapp_messages").fetchone()[0] == text
+    assert replies(db)[0][3] == f"{text} is working"
+
+
+def test_raw_utf8_body_is_verified_over_the_bytes_received(stack, db):
+    # A body with raw UTF-8 (not escaped) must be verified over exactly those bytes
+    raw = json.dumps(one_text("wamid.U2", "naïve café"), ensure_ascii=False).encode("utf-8")
+    assert post(stack, raw).status == 200
+    # the same characters escaped are different bytes: the first signature does not cover them
+    escaped = meta_bytes(one_text("wamid.U2", "naïve café"))
+    assert post(stack, escaped, signature=sign(raw)).status == 401
+    stack.drain()
+    assert db.execute("SELECT text FROM whatsapp_messages").fetchone()[0] == "naïve café"
+
+
+def test_statuses_out_of_order_only_move_forward(stack, db):
+    # GIVEN statuses of one outbound message arriving read, delivered, sent (reverse order)
+    for state in ("read", "delivered", "sent"):
+        assert post(stack, envelope(entry(change(statuses=[status("wamid.OUT", state)])))).status == 200
+        stack.drain()
+    # THEN the late "delivered" and "sent" never overwrite "read"
+    assert db.execute("SELECT status FROM message_delivery").fetchone()[0] == "read"
+    # WHEN "played" (a voice message) arrives, it moves forward
+    post(stack, envelope(entry(change(statuses=[status("wamid.OUT", "played")]))))
+    stack.drain()
+    assert db.execute("SELECT status FROM message_delivery").fetchone()[0] == "played"
+    outcomes = [r[0] for r in db.execute("SELECT outcome FROM event_log ORDER BY id")]
+    assert outcomes == ["status_applied", "status_stale", "status_stale", "status_applied"]
+
+
+def test_failed_status_keeps_its_errors_and_a_late_sent_does_not_undo_it(stack, db):
+    post(stack, envelope(entry(change(statuses=[failed("wamid.F1")]))))
+    stack.drain()
+    post(stack, envelope(entry(change(statuses=[status("wamid.F1", "sent")]))))
+    stack.drain()
+    state, errors = db.execute("SELECT status, errors FROM message_delivery").fetchone()
+    assert state == "failed"
+    assert errors[0]["code"] == 131047
+    assert "24 hours" in errors[0]["error_data"]["details"]
+
+
+def test_unknown_and_non_text_message_types_are_stored_without_reply(stack, db):
+    messages = [
+        message_of_type("wamid.I1", "image", {"id": "MEDIA1", "mime_type": "image/jpeg", "caption": "look"}),
+        message_of_type("wamid.X1", "unsupported", {}),
+        message_of_type("wamid.X2", "hologram", {"depth": 3}),  # a type Meta may add tomorrow
+        message_of_type("wamid.R1", "reaction", {"message_id": "wamid.OUT", "emoji": "\u2764\ufe0f"}),
+    ]
+    answer = post(stack, envelope(entry(change(messages=messages))))
+    stack.drain()
+    assert answer.status == 200 and answer.json()["accepted"] == 4
+    stored = dict(db.execute("SELECT wamid, type FROM whatsapp_messages").fetchall())
+    assert stored == {"wamid.I1": "image", "wamid.X1": "unsupported", "wamid.X2": "hologram", "wamid.R1": "reaction"}
+    assert replies(db) == []
+    assert {r[0] for r in db.execute("SELECT outcome FROM event_log")} == {"stored_no_reply"}
+    assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+    assert stack.queue_depth("EventsDeadLetterQueue") == 0
+
+
+def test_interactive_reply_text_is_read_but_the_default_bot_answers_text_only(stack, db):
+    button = message_of_type(
+        "wamid.B1", "interactive", {"type": "button_reply", "button_reply": {"id": "y", "title": "Yes"}}
+    )
+    post(stack, envelope(entry(change(messages=[button], contacts=[contact(name="Ana")]))))
+    stack.drain()
+    assert db.execute("SELECT type, text, contact_name FROM whatsapp_messages").fetchone() == (
+        "interactive",
+        "Yes",
+        "Ana",
+    )
+    assert replies(db) == []
+
+
+def test_a_pluggable_responder_answers_instead_of_the_default(stack, db, monkeypatch):
+    monkeypatch.setenv("WHATSAPP_RESPONDER", "tests.whatsapp_bots:ShoutingBot")
+    post(stack, one_text("wamid.P1", "hi there"))
+    stack.drain()
+    assert replies(db) == [("reply:wamid.P1", PHONE, CUSTOMER, "HI THERE!")]
