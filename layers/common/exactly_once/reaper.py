@@ -18,7 +18,13 @@ Reaper = Callable[[psycopg.Connection[Any]], int]
 
 # name -> "module:function", imported when the reaper runs.
 REAPERS: dict[str, str] = {
+    "mailbox_jobs": "exactly_once.mailbox_jobs:expire_stale",
     "livekit_feedback": "exactly_once.feedback_reaper:reap",
+    # send queue, in this order: dead claims -> unknown, unknown -> reconciled, outbox sweep, the gauge
+    "send_leases": "exactly_once.send_reconcile:expire_leases",
+    "send_reconcile": "exactly_once.send_reconcile:reconcile_unknown",
+    "send_outbox": "exactly_once.send_reconcile:sweep_outbox",
+    "send_stuck": "exactly_once.send_reconcile:stuck_rows",
 }
 
 

@@ -1,0 +1,59 @@
+"""POST /jobs/{user_id}/trigger (202 {job_id} or 409 {error, job_status}) and GET /jobs/{user_id}."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from exactly_once import aws, db, mailbox_jobs
+from exactly_once.errors import BadRequestError, HttpError, ServiceUnavailableError
+from exactly_once.http import Request, error_response, json_response
+from exactly_once.mailbox_scheduling import JobConflictError, trigger
+from exactly_once.settings import env
+from exactly_once.telemetry import counters, logger
+
+JOBS_QUEUE_URL = env("JOBS_QUEUE_URL")
+
+
+def _user_id(request: Request) -> str:
+    # API Gateway fills pathParameters; a hand-made event may carry only the path.
+    user_id = request.path_params.get("user_id")
+    if not user_id:
+        parts = [p for p in request.path.split("/") if p]
+        user_id = parts[1] if len(parts) >= 2 and parts[0] == "jobs" else ""
+    if not user_id or len(user_id) > 200:
+        raise BadRequestError("user_id is missing or too long", code="invalid_user_id")
+    return user_id
+
+
+def _answer(request: Request) -> dict[str, Any]:
+    user_id = _user_id(request)
+    try:
+        conn = db.connection()
+        if request.method == "GET":
+            current = mailbox_jobs.status(conn, user_id)
+            if not current.configured:
+                return json_response(404, {"error": "unknown_user", "message": f"no mailbox for user {user_id}"})
+            return json_response(200, current.as_dict())
+        job = trigger(conn, aws.sqs(), JOBS_QUEUE_URL, user_id, datetime.now(UTC))
+    except psycopg.OperationalError as exc:
+        db.reset()
+        raise ServiceUnavailableError("database unavailable", code="database_unavailable") from exc
+    return json_response(202, {"job_id": job.job_id, "user_id": user_id, "slot": job.slot.isoformat()})
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        return _answer(Request.from_apigw_v2(event))
+    except JobConflictError as exc:
+        body = {"error": exc.code, "message": exc.message, "job_status": exc.job_status.as_dict()}
+        return json_response(409, body)
+    except HttpError as exc:
+        if exc.status >= 500:
+            logger.warning("job request refused", extra={"error": exc.code})
+        return error_response(exc)
+    finally:
+        counters.flush()
