@@ -187,14 +187,14 @@ def relay_outbox(
     A crash between SendMessageBatch and the mark relays the record again later: a duplicate
     message, which the claim stops. The records stay locked (SKIP LOCKED) until marked.
     """
-    queue_url = send_queue_url()
-    sqs = client or aws.sqs()
     sent = 0
     with conn.transaction():
         rows = conn.execute(
             q("send_relay_take"), {"ids": ids, "grace_seconds": grace_seconds, "limit": limit}
         ).fetchall()
         done: list[int] = []
+        if rows:
+            queue_url, sqs = send_queue_url(), client or aws.sqs()
         for start in range(0, len(rows), SQS_BATCH):
             chunk = rows[start : start + SQS_BATCH]
             response = sqs.send_message_batch(

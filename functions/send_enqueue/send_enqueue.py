@@ -1,0 +1,91 @@
+"""POST /sends (ApiToken authorizer): queue a send once per idempotency key, relay it after commit.
+
+``Idempotency-Key`` header, or derived from ``campaign_id``, ``prospect_id`` and ``step``.
+201 created; 200 the existing send (same key, same payload); 409 same key, other payload;
+400 invalid body. Every answer is JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from exactly_once import db, send_queue
+from exactly_once.errors import BadRequestError, HttpError
+from exactly_once.http import Request, error_response, json_response
+from exactly_once.send_queue import IdempotencyConflictError, InvalidSendError, SendRequest
+from exactly_once.telemetry import Metric, counters, logger
+
+PROVIDER = "send_queue"
+
+
+def parse(request: Request) -> SendRequest:
+    body = request.json()
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object")
+    key = request.header("idempotency-key")
+    if not key:
+        parts = [body.get(k) for k in ("campaign_id", "prospect_id", "step")]
+        if any(p in (None, "") for p in parts):
+            raise BadRequestError(
+                "send an Idempotency-Key header, or campaign_id, prospect_id and step", code="missing_idempotency_key"
+            )
+        key = send_queue.derive_key(str(parts[0]), str(parts[1]), str(parts[2]))
+    payload = body.get("payload")
+    if payload is None and isinstance(body.get("text"), str):
+        payload = {"text": body["text"]}
+    fields = {k: body.get(k) for k in ("channel", "sender_account", "recipient")}
+    if not all(isinstance(v, str) and v for v in fields.values()):
+        raise BadRequestError("channel, sender_account and recipient are required strings")
+    if not isinstance(payload, dict):
+        raise BadRequestError("payload must be an object (or give text)")
+    policy = body.get("policy")
+    if policy is not None and not isinstance(policy, str):
+        raise BadRequestError("policy must be a string")
+    return SendRequest(
+        idempotency_key=key,
+        channel=str(fields["channel"]),
+        sender_account=str(fields["sender_account"]),
+        recipient=str(fields["recipient"]),
+        payload=payload,
+        policy=policy,
+    )
+
+
+def enqueue(request: Request) -> dict[str, Any]:
+    send = parse(request)
+    conn = db.connection()
+    try:
+        with conn.transaction():
+            queued = send_queue.enqueue(conn, send)
+    except InvalidSendError as exc:
+        raise BadRequestError(str(exc), code="invalid_send") from exc
+    except IdempotencyConflictError as exc:
+        counters.incr(PROVIDER, Metric.REJECTED)
+        return json_response(409, {"error": "idempotency_conflict", "message": str(exc), "id": exc.existing_id})
+    if queued.created:
+        try:
+            send_queue.relay([queued.id])  # after commit
+        except (BotoCoreError, ClientError):
+            logger.exception("relay failed; the outbox sweeper will relay", extra={"send_id": queued.id})
+        counters.incr(PROVIDER, Metric.ACCEPTED)
+    else:
+        counters.incr(PROVIDER, Metric.DUP_DATABASE)
+    body = {
+        "id": queued.id,
+        "status": queued.status,
+        "created": queued.created,
+        "idempotency_key": send.idempotency_key,
+    }
+    return json_response(201 if queued.created else 200, body)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        return enqueue(Request.from_apigw_v2(event))
+    except HttpError as exc:
+        return error_response(exc)
+    finally:
+        counters.flush()

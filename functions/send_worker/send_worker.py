@@ -1,0 +1,48 @@
+"""SendQueue (SQS FIFO, group = sender account) -> claim -> provider -> fenced completion."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from exactly_once import db, store
+from exactly_once.send_delivery import PROVIDER, deliver
+from exactly_once.send_queue import parse_message
+from exactly_once.telemetry import Metric, counters, logger
+
+
+def handle_record(record: SQSRecord) -> str:
+    try:
+        send_id = parse_message(record.body)
+    except (ValueError, KeyError, TypeError) as exc:
+        store.quarantine(
+            db.connection(),
+            provider=PROVIDER,
+            event_key=f"sqs:{record.message_id}",
+            reason=f"unreadable send message: {exc}",
+            raw=json.dumps({"body": record.body}),
+        )
+        counters.incr(PROVIDER, Metric.QUARANTINED)
+        return "quarantined"
+    logger.set_correlation_id(f"send:{send_id}")
+    outcome = deliver(db.connection(), send_id)
+    logger.info("send handled", extra={"send_id": send_id, "outcome": outcome})
+    return outcome
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        return dict(
+            process_partial_response(
+                event=event,
+                record_handler=handle_record,
+                processor=SqsFifoPartialProcessor(skip_group_on_error=True),
+                context=context,
+            )
+        )
+    finally:
+        counters.flush()

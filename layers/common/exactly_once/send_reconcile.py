@@ -1,0 +1,110 @@
+"""Reapers of the send queue: expired leases -> unknown, unknown -> reconciled, outbox sweeps,
+and the stuck-row gauge. Each is registered in ``reaper.REAPERS`` and takes ``(conn) -> int``.
+
+Reconciliation asks the provider before anything is resent. Unipile: list the chat's recent
+messages and match the text at or after the call -> sent (the ledger records it) or pending.
+WhatsApp has no list API, nor does a Unipile send that started a chat: the delivery policy
+decides (at_most_once -> review, a person decides; at_least_once -> pending, a resend).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from exactly_once import send_queue
+from exactly_once.crash import crashpoint
+from exactly_once.errors import ProviderCallError, ProviderTimeoutError
+from exactly_once.queries import q
+from exactly_once.send_channels import Found, NotFound, sender
+from exactly_once.send_delivery import PROVIDER, record_sent, to_review
+from exactly_once.send_queue import Claim
+from exactly_once.settings import env_int
+from exactly_once.telemetry import Metric, counters, logger
+
+BATCH = 100
+
+
+def expire_leases(conn: psycopg.Connection[Any]) -> int:
+    """processing past the lease -> unknown (never pending: the send may have happened)."""
+    rows = conn.execute(q("send_expire_leases"), {"limit": 500}).fetchall()
+    if rows:
+        counters.incr(PROVIDER, Metric.SENDS_UNKNOWN, len(rows))
+        logger.warning("send leases expired", extra={"send_ids": [int(r[0]) for r in rows]})
+    return len(rows)
+
+
+def reconcile_unknown(conn: psycopg.Connection[Any]) -> int:
+    """Settle unknown rows older than SEND_RECONCILE_AFTER_SECONDS (a hung request may still land)."""
+    token = str(uuid.uuid4())
+    rows = conn.execute(
+        q("send_take_unknown"),
+        {"token": token, "after_seconds": env_int("SEND_RECONCILE_AFTER_SECONDS", 60), "limit": BATCH},
+    ).fetchall()
+    relay: list[int] = []
+    for row in rows:
+        claim = Claim(
+            id=int(row[0]),
+            token=token,
+            channel=str(row[1]),
+            sender_account=str(row[2]),
+            recipient=str(row[3]),
+            payload=dict(row[4]),
+            policy=str(row[5]),
+            attempts=int(row[6]),
+            max_attempts=int(row[7]),
+            call_started_at=row[8] or datetime.now(UTC),
+        )
+        outcome = _reconcile(conn, claim, reconcile_attempts=int(row[9]))
+        logger.info("send reconciled", extra={"send_id": claim.id, "outcome": outcome})
+        if outcome == "pending":
+            relay.append(claim.id)
+    if relay:
+        send_queue.relay_outbox(conn, relay)
+    return len(rows)
+
+
+def _reconcile(conn: psycopg.Connection[Any], claim: Claim, *, reconcile_attempts: int) -> str:
+    try:
+        found = sender(claim.channel).find(claim)
+    except (ProviderCallError, ProviderTimeoutError) as exc:
+        if reconcile_attempts >= env_int("SEND_RECONCILE_MAX_ATTEMPTS", 5):
+            to_review(conn, claim, f"reconciliation failed {reconcile_attempts} times: {exc}")
+            return "review"
+        return "unknown"  # stays unknown; the next run asks again
+    crashpoint("send.reconcile.after_lookup")
+    if isinstance(found, Found):
+        return record_sent(conn, claim, found.message_id, settled_by="reconciliation", sent_at=found.sent_at)
+    if isinstance(found, NotFound):
+        return _pending_again(conn, claim, "reconciliation: the provider does not have the message")
+    if claim.policy == "at_least_once":
+        return _pending_again(conn, claim, "outcome unknowable; at_least_once policy resends")
+    to_review(conn, claim, "outcome unknown and the provider cannot list sent messages (at_most_once)")
+    return "review"
+
+
+def _pending_again(conn: psycopg.Connection[Any], claim: Claim, reason: str) -> str:
+    released = send_queue.release(conn, claim, until=datetime.now(UTC), error=reason)
+    if released is None:
+        return "fenced_out"
+    counters.incr(PROVIDER, Metric.RETRIED)
+    return released[0]  # pending, or failed once attempts run out
+
+
+def sweep_outbox(conn: psycopg.Connection[Any]) -> int:
+    """Relay the outbox records the after-commit relay missed (and re-queue lost pending rows)."""
+    conn.execute(q("send_requeue_stale"), {"stale_seconds": env_int("SEND_STALE_PENDING_SECONDS", 900), "limit": 500})
+    return send_queue.relay_outbox(conn, None, grace_seconds=env_int("SEND_RELAY_GRACE_SECONDS", 10))
+
+
+def stuck_rows(conn: psycopg.Connection[Any]) -> int:
+    """Emit StuckRows (rows processing or unknown for more than 5 minutes) every run, zero included."""
+    row = conn.execute(q("send_stuck"), {"stuck_seconds": env_int("SEND_STUCK_SECONDS", 300)}).fetchone()
+    stuck, unknown = (int(row[0]), int(row[1])) if row else (0, 0)
+    counters.incr(PROVIDER, Metric.STUCK_ROWS, stuck)
+    if stuck:
+        logger.warning("send rows stuck", extra={"stuck": stuck, "unknown": unknown})
+    return 0  # a gauge, not rows handled

@@ -1,0 +1,57 @@
+"""Helpers for the send queue tests: POST /sends, the worker, the reapers, the fakes' counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from devstack import fake_unipile
+from tests.harness import TEST_SECRETS, HttpAnswer, Stack
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+URL = "http://local/sends"
+AUTH = {"authorization": f"Bearer {TEST_SECRETS['API_TOKEN']}", "content-type": "application/json"}
+
+
+def send_body(text: str = "Hello there", *, chat: str = "chat_1", sender: str = "acc_1", **extra: Any) -> dict[str, Any]:
+    return {"channel": "unipile", "sender_account": sender, "recipient": chat, "payload": {"text": text}, **extra}
+
+
+def post_send(stack: Stack, body: dict[str, Any] | str, key: str | None = None) -> HttpAnswer:
+    headers = dict(AUTH)
+    if key is not None:
+        headers["idempotency-key"] = key
+    raw = body if isinstance(body, str) else json.dumps(body)
+    return stack.invoke_http("SendEnqueueFunction", "POST", URL, raw, headers)
+
+
+def drain(stack: Stack) -> int:
+    return stack.drain("SendWorkerFunction", "SendQueue")
+
+
+def reap(only: list[str] | None = None) -> dict[str, int]:
+    from exactly_once import db
+    from exactly_once.reaper import run_all
+
+    return run_all(db.connection(), only=only)
+
+
+def row(db: Any, send_id: int) -> dict[str, Any]:
+    cur = db.execute("SELECT * FROM send_queue WHERE id = %s", (send_id,))
+    names = [c.name for c in cur.description]
+    return dict(zip(names, cur.fetchone(), strict=True))
+
+
+def behave(stack: Stack, kind: str, **spec: Any) -> None:
+    from devstack.fakes import Behaviour
+
+    stack.fakes.behaviours[kind] = Behaviour(**spec)
+
+
+def delivered(stack: Stack, chat: str, text: str | None = None) -> int:
+    return fake_unipile.delivered(stack.fakes, chat, text)
+
+
+def example_event() -> dict[str, Any]:
+    return json.loads((EVENTS / "send_enqueue.json").read_text())
