@@ -13,7 +13,14 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access line per AWS call: a storm makes thousands."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
 
 
 class SerializedMotoServer:
@@ -29,7 +36,7 @@ class SerializedMotoServer:
             return [body]
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output
-        self._server: BaseWSGIServer = make_server(host, port, serialised, threaded=True)
+        self._server: BaseWSGIServer = make_server(host, port, serialised, threaded=True, request_handler=_QuietHandler)
         self._thread: threading.Thread | None = None
 
     @property

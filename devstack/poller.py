@@ -24,6 +24,9 @@ class QueuePoller:
     batch_size: int = 10
     timeout_s: float = 60.0
     retry_delay: int = 0
+    # Without ReportBatchItemFailures on the event source, Lambda ignores batchItemFailures:
+    # the batch succeeded unless the invocation raised.
+    report_failures: bool = True
     stats: dict[str, int] = field(default_factory=lambda: {"invocations": 0, "messages": 0, "failures": 0})
 
     def poll_once(self, wait_seconds: int = 0) -> int:
@@ -41,7 +44,8 @@ class QueuePoller:
         context = LambdaContext(function_name=self.function_name, timeout_s=self.timeout_s)
         try:
             result = self.handler(sqs_event(messages, self.queue_arn), context)
-            failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+            reported = (result or {}).get("batchItemFailures", []) if isinstance(result, dict) else []
+            failed = {f["itemIdentifier"] for f in reported} if self.report_failures else set()
         except Exception:  # a crashed invocation fails the whole batch, as on Lambda
             failed = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed]

@@ -1,0 +1,29 @@
+-- name: state_event_log
+-- Outcomes the workers recorded, per provider; deliveries counts every time a worker saw the event.
+SELECT provider, outcome, count(*) AS events, sum(deliveries) AS deliveries
+  FROM event_log
+ GROUP BY provider, outcome
+ ORDER BY provider, outcome;
+
+-- name: state_quarantine
+SELECT status, count(*) FROM quarantine GROUP BY status;
+
+-- name: state_status_tables
+-- Tables with a status column: their claim counts show in GET /local/state.
+SELECT table_name
+  FROM information_schema.columns
+ WHERE table_schema = 'public' AND column_name = 'status'
+ ORDER BY table_name;
+
+-- name: storm_event_log
+-- The storm's events as the workers settled them.
+SELECT event_key, outcome, deliveries
+  FROM event_log
+ WHERE provider = %(provider)s AND event_key = ANY(%(keys)s::text[]);
+
+-- name: storm_tickets
+-- Tickets per mail of the storm: must be exactly 1 each.
+SELECT external_message_id, count(*)
+  FROM tickets
+ WHERE external_message_id = ANY(%(ids)s::text[])
+ GROUP BY external_message_id;
