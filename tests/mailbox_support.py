@@ -151,3 +151,8 @@ def work_child(env: dict[str, str], body: str, start_at: float) -> dict[str, Any
         sqs_event([message], "arn:aws:sqs:us-east-1:000000000000:JobsQueue.fifo"), LambdaContext(WORKER, 600)
     )
     return result
+
+
+def call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """A picklable trampoline: run_parallel with different child functions in one pool."""
+    return fn(*args)

@@ -1,0 +1,83 @@
+"""Seed 004's races with real processes (spawned, like Lambda sandboxes): a scheduler tick and ten
+manual triggers for one user at once, and one job delivered to four workers at once."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from exactly_once import mailbox_jobs
+from tests import mailbox_support
+from tests.mailbox_support import call, jobs, tick_child, trigger_child, work_child
+from tests.procs import run_parallel
+
+pytestmark = pytest.mark.slow
+
+dovecot = mailbox_support.dovecot
+imap_proxy = mailbox_support.imap_proxy
+mailbox_user = mailbox_support.mailbox_user
+
+
+def _start_in_one_slot(lead: float = 4.0) -> float:
+    """A start time at least ``lead`` s ahead and 20 s before the slot ends, so every racer sees one slot."""
+    width = mailbox_jobs.slot_seconds()
+    start = time.time() + lead
+    if start % width > width - 20:
+        start += width - start % width + 1
+    return start
+
+
+def test_a_tick_and_ten_trigger_processes_make_one_job_and_ten_conflicts_name_it(stack, db, mailbox_user):
+    mailbox_user("alice")
+    start = _start_in_one_slot()
+    # WHEN a scheduler tick and ten POST /jobs/alice/trigger run at once in 6 processes
+    calls = [(tick_child, (stack.env, start))] + [(trigger_child, (stack.env, "alice", start))] * 10
+    results = run_parallel(call, [(fn, args) for fn, args in calls], processes=6)
+    # THEN exactly one job exists, with the slot's job id
+    rows = jobs(db, "alice")
+    assert len(rows) == 1
+    the_job = rows[0][0]
+    assert the_job == mailbox_jobs.job_id("alice", mailbox_jobs.slot_of(datetime.fromtimestamp(start, UTC)))
+    # AND every trigger answered 202 with that job, or 409 naming it as pending
+    answers = results[1:]
+    accepted = [body["job_id"] for status, body in answers if status == 202]
+    conflicts = [body for status, body in answers if status == 409]
+    tick_result = results[0][1]
+    assert len(accepted) + tick_result["enqueued"] == 1
+    assert len(accepted) + len(conflicts) == 10
+    assert set(accepted) <= {the_job}
+    for body in conflicts:
+        assert body["error"] == "job_pending"
+        assert body["job_status"]["job_id"] == the_job
+        assert body["job_status"]["has_scheduled_job"] or body["job_status"]["has_queued_job"]
+        assert body["job_status"]["has_running_job"] is False
+    assert stack.queue_depth("JobsQueue") == 1
+
+
+def test_one_job_delivered_to_four_workers_at_once_opens_one_imap_connection(stack, db, mailbox_user):
+    user = mailbox_user("alice")
+    for i in range(5):
+        user.add_mail(f"<w{i}@bank.example>")
+    job_id = mailbox_support_trigger(stack)
+    body = json.dumps({"job_id": job_id, "user_id": "alice"})
+    start = time.time() + 4
+    # WHEN four worker processes receive the same job at once (a duplicate delivery)
+    results = run_parallel(work_child, [({**stack.env, **user.env}, body, start)] * 4, processes=4)
+    # THEN none failed, one ran the job and the others stood back
+    assert all(r == {"batchItemFailures": []} for r in results)
+    assert jobs(db, "alice") == [(job_id, "succeeded", "trigger", 1, 5)]
+    # AND dovecot saw one login for the user, never two connections at once
+    assert user.logins == 1
+    assert user.max_connections_at_once == 1
+    assert db.execute("SELECT count(*), max(deliveries) FROM event_log").fetchone() == (5, 1)
+
+
+def mailbox_support_trigger(stack) -> str:
+    answer = stack.invoke_http(
+        mailbox_support.TRIGGER, "POST", "http://127.0.0.1:3000/jobs/alice/trigger", b"", mailbox_support.TOKEN_HEADERS
+    )
+    assert answer.status == 202
+    return str(answer.json()["job_id"])
