@@ -159,3 +159,24 @@ def test_a_pluggable_responder_answers_instead_of_the_default(stack, db, monkeyp
     post(stack, one_text("wamid.P1", "hi there"))
     stack.drain()
     assert replies(db) == [("reply:wamid.P1", PHONE, CUSTOMER, "HI THERE!")]
+
+
+def test_reply_reaches_the_customer_once_through_the_send_queue(stack, db):
+    # GIVEN "test" delivered twice by Meta
+    post(stack, one_text("wamid.E1", "test"))
+    post(stack, one_text("wamid.E1", "test"))
+    # WHEN the event worker and then the send worker run
+    stack.drain()
+    stack.drain("SendWorkerFunction", "SendQueue")
+    # THEN the fake WhatsApp send API saw exactly one reply, and the send row holds its wamid
+    assert stack.fakes.count("whatsapp.send", f"{CUSTOMER}:test is working") == 1
+    assert stack.fakes.count("whatsapp.send") == 1
+    state, wamid = db.execute("SELECT status::text, provider_message_id FROM send_queue").fetchone()
+    assert state == "sent" and wamid.startswith("wamid.")
+    # AND Meta's statuses for the reply, out of order, land on that wamid and only move forward
+    post(stack, envelope(entry(change(statuses=[status(wamid, "read"), status(wamid, "delivered")]))))
+    stack.drain()
+    joined = db.execute(
+        "SELECT d.status FROM send_queue s JOIN message_delivery d ON d.provider_message_id = s.provider_message_id"
+    ).fetchall()
+    assert joined == [("read",)]
