@@ -46,7 +46,10 @@ def load_responder(spec: str | None = None) -> Responder:
         raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} cannot be loaded: {exc}") from exc
     # A class has a ``reply`` attribute too: instantiate it; a plain factory is called.
     if isinstance(target, type) or (not isinstance(target, Responder) and callable(target)):
-        target = target()
+        try:
+            target = target()
+        except TypeError as exc:
+            raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} cannot be built without arguments: {exc}") from exc
     if not isinstance(target, Responder):
         raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} has no reply(message) method")
     return target
