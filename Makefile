@@ -17,10 +17,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	# The library itself, editable, with the operator CLI (`exactly-once`, see docs/operations.md).
+	$(PY) -m pip install -q -e .
+	rm -rf layers/common/*.egg-info
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with everything the tests and the local stack need

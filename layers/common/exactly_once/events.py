@@ -27,8 +27,13 @@ class InboundEvent:
 
     @property
     def dedup_id(self) -> str:
-        """SQS MessageDeduplicationId: at most 128 characters, so a hash of the key."""
-        return hashlib.sha256(self.key.encode()).hexdigest()
+        """SQS MessageDeduplicationId: at most 128 characters, so a hash of the key.
+
+        A replay gets an id of its own (the key plus when it was asked for): the FIFO queue
+        must not swallow it as a re-delivery of the event it replays.
+        """
+        basis = self.key if not self.replay else f"{self.key}#replay@{self.replay.get('at', '')}"
+        return hashlib.sha256(basis.encode()).hexdigest()
 
     def to_message(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)

@@ -38,6 +38,8 @@ class Metric:
     REPLIES_ENQUEUED = "RepliesEnqueued"  # WhatsApp: bot replies put in the send queue
     STATUSES_APPLIED = "StatusesApplied"  # delivery statuses that moved a message forward
     STATUSES_STALE = "StatusesStale"  # late or repeated statuses that changed nothing
+    FAILED = "EventsFailed"  # a processor raised: SQS retries the message, then the DLQ keeps it
+    REPLAYED = "EventsReplayed"  # operator replays the worker received (exactly-once quarantine replay)
 
 
 class Counters:

@@ -66,21 +66,39 @@ class EventWorker:
         except (ValueError, KeyError, TypeError) as exc:
             return self._quarantine_raw(record, f"unreadable queue message: {exc}")
         logger.set_correlation_id(event.key)
-        logger.append_keys(provider=event.provider, key=event.key)
+        logger.append_keys(provider=event.provider, key=event.key, layer="worker")
+        if event.replay:
+            counters.incr(event.provider, Metric.REPLAYED)
+            logger.append_keys(replay_of=event.replay.get("original_key"), replay_by=event.replay.get("by"))
         try:
-            if event.kind == QUARANTINE_KIND:
-                return self._quarantine(event, str(event.payload.get("reason") or "unprocessable delivery"))
-            processor = self.processor(event.provider)
-            if processor is None:
-                return self._quarantine(event, f"no processor for provider {event.provider!r}")
-            try:
-                outcome = processor(event)
-            except PermanentEventError as exc:
-                return self._quarantine(event, str(exc))
-            logger.info("event settled", extra={"outcome": outcome})
+            outcome = self._settle(event)
+            if event.replay:
+                from exactly_once import replay  # operator replays are rare: no import cost otherwise
+
+                replay.settled(db.connection(), event, outcome)
             return outcome
+        except Exception as exc:
+            # Re-raised: the batch processor reports the message failed, SQS retries it, then the DLQ takes it.
+            # The error's type only: its text may quote a provider's answer.
+            counters.incr(event.provider, Metric.FAILED)
+            logger.warning("event failed, will be retried", extra={"outcome": "retry", "error": type(exc).__name__})
+            raise
         finally:
-            logger.remove_keys(["provider", "key"])
+            logger.remove_keys(["provider", "key", "layer", "replay_of", "replay_by"])
+            logger.set_correlation_id(None)
+
+    def _settle(self, event: InboundEvent) -> str:
+        if event.kind == QUARANTINE_KIND:
+            return self._quarantine(event, str(event.payload.get("reason") or "unprocessable delivery"))
+        processor = self.processor(event.provider)
+        if processor is None:
+            return self._quarantine(event, f"no processor for provider {event.provider!r}")
+        try:
+            outcome = processor(event)
+        except PermanentEventError as exc:
+            return self._quarantine(event, str(exc))
+        logger.info("event settled", extra={"outcome": outcome})
+        return outcome
 
     def _quarantine(self, event: InboundEvent, reason: str) -> str:
         conn = db.connection()
@@ -101,5 +119,8 @@ class EventWorker:
             raw=json.dumps({"body": record.body}),
         )
         counters.incr("unknown", Metric.QUARANTINED)
-        logger.warning("queue message quarantined", extra={"reason": reason})
+        logger.warning(
+            "queue message quarantined",
+            extra={"key": f"sqs:{record.message_id}", "layer": "worker", "outcome": "quarantined", "reason": reason},
+        )
         return "quarantined"

@@ -1,0 +1,87 @@
+-- Operator queries: the quarantine review and replay, and trace. Never on a webhook's hot path.
+
+-- name: ops_quarantine_list
+SELECT id, provider, event_key, external_id, reason, status, attempts, created_at, updated_at,
+       envelope IS NOT NULL AS replayable
+  FROM quarantine
+ WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+   AND (%(provider)s::text IS NULL OR provider = %(provider)s::text)
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s;
+
+-- name: ops_quarantine_get
+SELECT id, provider, event_key, external_id, reason, raw, status, attempts, note, handled_by, handled_at,
+       created_at, updated_at, envelope
+  FROM quarantine
+ WHERE id = %(id)s;
+
+-- name: ops_quarantine_lock
+-- The row a replay or a resolve works on, locked so two operators cannot both act on it.
+SELECT id, provider, event_key, status, envelope, raw
+  FROM quarantine
+ WHERE id = %(id)s
+   FOR UPDATE;
+
+-- name: ops_quarantine_handle
+UPDATE quarantine
+   SET status = %(status)s, note = COALESCE(%(note)s, note), handled_by = %(by)s, handled_at = now(), updated_at = now()
+ WHERE id = %(id)s
+RETURNING id, status;
+
+-- name: ops_quarantine_counts
+SELECT provider, status, count(*) FROM quarantine GROUP BY provider, status ORDER BY provider, status;
+
+-- name: ops_event_outcome
+SELECT kind, outcome FROM event_log WHERE provider = %(provider)s AND event_key = %(event_key)s;
+
+-- name: ops_replay_insert
+INSERT INTO replay_log (quarantine_id, provider, event_key, previous_outcome, requested_by, note)
+VALUES (%(quarantine_id)s, %(provider)s, %(event_key)s, %(previous_outcome)s, %(by)s, %(note)s)
+RETURNING id, requested_at;
+
+-- name: ops_replay_sent
+UPDATE replay_log SET queue_message_id = %(message_id)s WHERE id = %(id)s;
+
+-- name: ops_replay_not_sent
+-- The queue refused the replay: the quarantine row is open again and the replay says why.
+WITH r AS (
+    UPDATE replay_log SET outcome = 'not_sent', settled_at = now() WHERE id = %(id)s RETURNING quarantine_id
+)
+UPDATE quarantine SET status = 'open', updated_at = now()
+ WHERE id = (SELECT quarantine_id FROM r) AND status = 'replayed';
+
+-- name: ops_replay_settled
+-- The worker settled a replay: what it made of it.
+UPDATE replay_log SET outcome = %(outcome)s, settled_at = now()
+ WHERE id = %(id)s AND provider = %(provider)s AND event_key = %(event_key)s;
+
+-- name: ops_trace_event
+SELECT provider, event_key, kind, outcome, effect_id, deliveries, replay_of, first_seen_at, last_seen_at
+  FROM event_log
+ WHERE event_key = %(event_key)s AND (%(provider)s::text IS NULL OR provider = %(provider)s::text);
+
+-- name: ops_trace_quarantine
+SELECT id, provider, event_key, external_id, reason, status, attempts, note, handled_by, handled_at, created_at
+  FROM quarantine
+ WHERE event_key = %(event_key)s AND (%(provider)s::text IS NULL OR provider = %(provider)s::text)
+ ORDER BY id;
+
+-- name: ops_trace_replays
+SELECT id, quarantine_id, previous_outcome, requested_by, requested_at, note, queue_message_id, outcome, settled_at
+  FROM replay_log
+ WHERE event_key = %(event_key)s AND (%(provider)s::text IS NULL OR provider = %(provider)s::text)
+ ORDER BY id;
+
+-- name: ops_trace_graph_mail
+-- The effect of a Graph mail notification: the ticket or comment made from that Graph message.
+(SELECT 'ticket' AS effect, id, external_message_id, NULL::bigint AS ticket_id, created_at
+   FROM tickets WHERE graph_message_id = %(graph_message_id)s)
+UNION ALL
+(SELECT 'comment', id, external_message_id, ticket_id, created_at
+   FROM ticket_comments WHERE graph_message_id = %(graph_message_id)s)
+ORDER BY created_at;
+
+-- name: ops_trace_graph_quarantine_by_mail
+-- Quarantine rows that name the same mail (a constraint that did not resolve to a row).
+SELECT id, event_key, reason, status, created_at FROM quarantine
+ WHERE provider = 'graph' AND external_id = ANY(%(message_ids)s::text[]) ORDER BY id;

@@ -1,0 +1,172 @@
+"""The operator CLI end to end on the test stack: quarantine review, replay with lineage, trace.
+
+Real handlers, serialised moto, Postgres and the fake Graph over HTTP; the CLI is called
+in-process through its ``main`` with the stack's environment (DATABASE_URL, EVENTS_QUEUE_URL,
+IDEMPOTENCY_TABLE, AWS_ENDPOINT_URL), as an operator's shell would have it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from devstack.aws_local import boto_client
+from exactly_once import cli
+from exactly_once.trace import ingest_record_id
+from tests.graph_support import SUB, add_mail, body, item, post
+
+KEY_M1 = f'graph:{SUB}|created|m1|W/"etag-1"'
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    capsys.readouterr()  # drop what the handlers printed (logs, EMF) before the command
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def run_json(capsys, *argv: str):
+    code, out = run_cli(capsys, *argv)
+    assert code == 0, out
+    return json.loads(out)
+
+
+def quarantine_mail_without_message_id(stack, db) -> int:
+    """A notification whose mail has no internetMessageId: the worker quarantines it."""
+    add_mail(stack, "m1", "")
+    assert post(stack, body(item("m1"))).json()["accepted"] == 1
+    stack.drain()
+    rows = db.execute("SELECT id, status FROM quarantine WHERE event_key = %s", (KEY_M1,)).fetchall()
+    assert len(rows) == 1 and rows[0][1] == "open"
+    return int(rows[0][0])
+
+
+def test_replay_after_the_fix_creates_the_ticket_once_and_keeps_the_lineage(stack, db, capsys):
+    # GIVEN a mail quarantined because Graph returned it without an internetMessageId
+    qid = quarantine_mail_without_message_id(stack, db)
+    listed = run_json(capsys, "quarantine", "list", "--json")
+    assert [(r["id"], r["event_key"], r["replayable"]) for r in listed] == [(qid, KEY_M1, True)]
+    assert "internetMessageId" in listed[0]["reason"]
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 0
+    # WHEN the mail is fixed at the source and the operator replays the row
+    add_mail(stack, "m1", "<m1@example.com>")
+    done = run_json(capsys, "quarantine", "replay", str(qid), "--by", "ops@test", "--note", "mail fixed")
+    assert (done["replayed"], done["key"], done["previous_outcome"]) == (qid, KEY_M1, "quarantined")
+    stack.drain()
+    # THEN the replay passed SQS and the event log, and made exactly one ticket
+    assert db.execute("SELECT external_message_id FROM tickets").fetchall() == [("<m1@example.com>",)]
+    assert stack.fakes.count("graph.get_message", "m1") == 2
+    # AND the lineage is kept: the row, the replay log, the event log
+    assert db.execute("SELECT status, handled_by, note FROM quarantine WHERE id = %s", (qid,)).fetchone() == (
+        "replayed",
+        "ops@test",
+        "mail fixed",
+    )
+    replay = db.execute(
+        "SELECT quarantine_id, requested_by, previous_outcome, outcome, settled_at IS NOT NULL, queue_message_id"
+        " FROM replay_log"
+    ).fetchall()
+    assert replay == [(qid, "ops@test", "quarantined", "ticket", True, done["queue_message_id"])]
+    assert db.execute(
+        "SELECT outcome, replay_of, deliveries FROM event_log WHERE event_key = %s", (KEY_M1,)
+    ).fetchone()[:2] == ("ticket", KEY_M1)
+    # AND a second replay of the same row is refused (it is no longer open), nothing re-sent
+    code, _ = run_cli(capsys, "quarantine", "replay", str(qid))
+    assert code == 2
+    assert stack.queue_depth("EventsQueue") == 0
+    # AND Graph's own re-delivery of the original notification is still stopped at ingest
+    assert post(stack, body(item("m1"))).json()["duplicates"] == 1
+
+
+def test_replay_of_an_event_whose_effect_exists_is_a_duplicate_not_a_second_ticket(stack, db, capsys):
+    # GIVEN the "created" notification quarantined, then the mail fixed and its "updated" notification
+    # making the ticket through the normal path
+    qid = quarantine_mail_without_message_id(stack, db)
+    add_mail(stack, "m1", "<m1@example.com>")
+    post(stack, body(item("m1", change="updated", etag='W/"etag-2"')))
+    stack.drain()
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    # WHEN the operator replays the quarantined "created" notification
+    run_json(capsys, "quarantine", "replay", str(qid), "--by", "ops@test")
+    stack.drain()
+    # THEN Postgres (advisory lock + unique message id) stops it: still one ticket
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert db.execute("SELECT outcome FROM replay_log").fetchone() == ("duplicate",)
+    traced = run_json(capsys, "trace", KEY_M1)
+    assert traced["events"][0]["outcome"] == "duplicate"
+    assert any(s["layer"].startswith("Postgres") for s in traced["stopped"])
+    assert [e["effect"] for e in traced["effects"]] == ["ticket"]
+
+
+def test_trace_shows_each_layer_that_stopped_a_duplicate(stack, db, capsys):
+    # GIVEN one mail, notified three times: ingest stops the two re-deliveries
+    add_mail(stack, "m1", "<m1@example.com>")
+    answers = [post(stack, body(item("m1"))).json() for _ in range(3)]
+    assert [a["accepted"] for a in answers] == [1, 0, 0]
+    stack.drain()
+    traced = run_json(capsys, "trace", KEY_M1)
+    # THEN the ingest record is found where Powertools wrote it (same hash), completed
+    assert traced["ingest"]["id"] == ingest_record_id("graph", KEY_M1)
+    assert traced["ingest"]["status"] == "COMPLETED"
+    assert [s["layer"] for s in traced["stopped"]] == ["ingest (DynamoDB)"]
+    assert traced["events"][0]["outcome"] == "ticket"
+    assert traced["effects"][0]["effect"] == "ticket"
+    assert traced["effects"][0]["external_message_id"] == "<m1@example.com>"
+    # WHEN the ingest record is gone (its window passed) and Graph delivers once more
+    ddb = boto_client("dynamodb", stack.aws.endpoint)
+    ddb.delete_item(TableName="IdempotencyTable", Key={"id": {"S": traced["ingest"]["id"]}})
+    stack._modules.pop("GraphIngestFunction")  # a new container: no local cache of the record either
+    assert post(stack, body(item("m1"))).json()["accepted"] == 1
+    stack.drain()
+    # THEN the worker's event log stopped it, and trace says so
+    traced = run_json(capsys, "trace", KEY_M1)
+    assert traced["events"][0]["deliveries"] == 2
+    assert any(s["layer"].startswith("worker") for s in traced["stopped"])
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert stack.fakes.count("graph.get_message", "m1") == 1
+
+
+def test_trace_of_an_unknown_key_says_so(stack, capsys):
+    code, out = run_cli(capsys, "trace", "graph:nothing|created|x|y")
+    assert code == 1
+    assert json.loads(out)["events"] == []
+
+
+def test_resolve_closes_the_row_with_a_note(stack, db, capsys):
+    qid = quarantine_mail_without_message_id(stack, db)
+    shown = run_json(capsys, "quarantine", "resolve", str(qid), "--note", "spam, no action", "--by", "ops@test")
+    assert (shown["status"], shown["note"], shown["handled_by"]) == ("resolved", "spam, no action", "ops@test")
+    assert run_json(capsys, "quarantine", "list", "--json") == []
+    assert [r["id"] for r in run_json(capsys, "quarantine", "list", "--status", "resolved", "--json")] == [qid]
+    code, _ = run_cli(capsys, "quarantine", "replay", str(qid))
+    assert code == 2
+
+
+def test_a_refused_replay_leaves_the_row_open(stack, db, capsys):
+    qid = quarantine_mail_without_message_id(stack, db)
+    missing = stack.aws.physical["EventsQueue"].replace("EventsQueue", "NoSuchQueue")
+    code, _ = run_cli(capsys, "--events-queue-url", missing, "quarantine", "replay", str(qid))
+    assert code == 2
+    assert db.execute("SELECT status FROM quarantine WHERE id = %s", (qid,)).fetchone() == ("open",)
+    assert db.execute("SELECT outcome FROM replay_log").fetchone() == ("not_sent",)
+
+
+def test_a_row_without_an_event_is_not_replayable(stack, db, capsys):
+    # A flow that quarantines something other than a queued event (no envelope, no event log entry).
+    qid = db.execute(
+        "INSERT INTO quarantine (provider, event_key, reason, raw) VALUES ('livekit', 'livekit:feedback:9', 'x', '{}')"
+        " RETURNING id"
+    ).fetchone()[0]
+    code, _ = run_cli(capsys, "quarantine", "replay", str(qid))
+    assert code == 2
+    assert db.execute("SELECT status FROM quarantine WHERE id = %s", (qid,)).fetchone() == ("open",)
+    assert db.execute("SELECT count(*) FROM replay_log").fetchone()[0] == 0
+    assert stack.queue_depth("EventsQueue") == 0
+
+
+def test_the_cli_is_installed_with_the_project():
+    script = Path(sys.executable).with_name("exactly-once")
+    assert script.exists(), "run `make install` (pip install -e .)"
+    out = subprocess.run([str(script), "quarantine", "--help"], capture_output=True, text=True, check=True).stdout
+    assert all(action in out for action in ("list", "show", "replay", "resolve"))
