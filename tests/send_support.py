@@ -14,7 +14,9 @@ URL = "http://local/sends"
 AUTH = {"authorization": f"Bearer {TEST_SECRETS['API_TOKEN']}", "content-type": "application/json"}
 
 
-def send_body(text: str = "Hello there", *, chat: str = "chat_1", sender: str = "acc_1", **extra: Any) -> dict[str, Any]:
+def send_body(
+    text: str = "Hello there", *, chat: str = "chat_1", sender: str = "acc_1", **extra: Any
+) -> dict[str, Any]:
     return {"channel": "unipile", "sender_account": sender, "recipient": chat, "payload": {"text": text}, **extra}
 
 

@@ -195,9 +195,10 @@ def test_pacing_from_the_database_spaces_and_caps_a_sender(stack, db):
         (b,),
     ).fetchone()[0]
     assert 29 <= float(gap) <= 31
-    assert db.execute(
-        "SELECT count(*) FROM send_outbox WHERE send_id = %s AND relayed_at IS NULL", (b,)
-    ).fetchone()[0] == 1
+    assert (
+        db.execute("SELECT count(*) FROM send_outbox WHERE send_id = %s AND relayed_at IS NULL", (b,)).fetchone()[0]
+        == 1
+    )
     # AND a daily cap of 1 holds the next one until tomorrow
     send_queue.set_pacing(db, "unipile", "acc_p", daily_cap=1, min_spacing_seconds=0)
     db.execute("UPDATE send_queue SET scheduled_for = now() WHERE id = %s", (b,))

@@ -1,0 +1,125 @@
+"""The race of seed 003: overlapping workers over the same queued rows, crashes around the provider
+call, and concurrent enqueues of one key. Workers are spawned processes running the real handler;
+the fake Unipile server counts every send. Postgres is the guarantee (moto's FIFO forgets dedup
+ids once a message is deleted, so no assertion here rests on SQS dedup)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+
+import pytest
+
+from exactly_once import send_queue
+from tests.procs import deliver, run_parallel, work
+from tests.send_support import AUTH, URL, delivered, drain, reap, row, send_body
+
+pytestmark = pytest.mark.slow
+
+
+def _queue(db, n: int, *, sender: str = "acc_race") -> list[str]:
+    """n rows queued (each its own chat and text); the SendQueue message bodies that point at them."""
+    bodies = []
+    with db.transaction():
+        for i in range(n):
+            queued = send_queue.enqueue(
+                db,
+                send_queue.SendRequest(f"race-{i}", "unipile", sender, f"chat_{i}", {"text": f"Hello prospect {i}"}),
+            )
+            bodies.append(json.dumps({"send_id": queued.id, "outbox_id": queued.id}))
+    return bodies
+
+
+def _overlapping(stack, bodies: list[str], latency: tuple[float, float]) -> list[int]:
+    """3 workers, each handed EVERY row (forward, backward, shuffled): the seed's overlapping crons."""
+    stack.fakes.state["unipile_config"]["latency"] = latency
+    shuffled = random.Random(3).sample(bodies, len(bodies))
+    start = time.time() + 3
+    orders = [bodies, list(reversed(bodies)), shuffled]
+    return run_parallel(work, [(stack.env, order, start, "SendWorkerFunction") for order in orders], 3)
+
+
+def _assert_each_sent_once(stack, db, n: int) -> None:
+    per_key = Counter(c.key for c in stack.fakes.calls if c.kind == "unipile.send")
+    assert len(per_key) == n
+    assert set(per_key.values()) == {1}  # provider calls per queued row: exactly 1.00
+    assert db.execute("SELECT status::text, count(*) FROM send_queue GROUP BY 1").fetchall() == [("sent", n)]
+    assert db.execute("SELECT count(DISTINCT send_id), count(*) FROM sent_messages").fetchone() == (n, n)
+
+
+def test_three_overlapping_workers_over_200_rows_send_each_exactly_once(stack, db):
+    # The seed's sends took 3-5 s; here 0.3-0.5 s so 200 rows x 3 workers fit in the suite's time.
+    # The overlap is the same: every worker reaches every row, most of them while another worker
+    # is in the middle of the provider call (the seed's window between "select pending" and "sent").
+    bodies = _queue(db, 200)
+    failures = _overlapping(stack, bodies, (0.3, 0.5))
+    assert failures == [0, 0, 0]
+    _assert_each_sent_once(stack, db, 200)
+    # every worker met rows the others held or had sent, and the claim stopped each of them
+    assert db.execute("SELECT max(attempts) FROM send_queue").fetchone()[0] == 1
+
+
+def test_three_overlapping_workers_at_the_seeds_3_to_5_seconds_per_send(stack, db):
+    bodies = _queue(db, 12)
+    assert _overlapping(stack, bodies, (3.0, 5.0)) == [0, 0, 0]
+    _assert_each_sent_once(stack, db, 12)
+
+
+def test_crash_after_the_provider_accepted_is_reconciled_not_resent(stack, db, monkeypatch):
+    monkeypatch.setenv("SEND_RECONCILE_AFTER_SECONDS", "0")
+    [body] = _queue(db, 1)
+    # GIVEN a worker killed (SIGKILL) after Unipile accepted the message, before it recorded `sent`
+    env = {**stack.env, "EO_CRASH_AT": "send.worker.after_provider", "SEND_LEASE_SECONDS": "1"}
+    with pytest.raises(Exception):  # noqa: B017 - the child dies by SIGKILL: BrokenProcessPool
+        run_parallel(work, [(env, [body], time.time(), "SendWorkerFunction")], 1)
+    assert row(db, 1)["status"] == "processing"
+    assert stack.fakes.count("unipile.send") == 1
+    # WHEN SQS redelivers the message before the lease ran out: the claim stops it
+    assert run_parallel(work, [(stack.env, [body], time.time(), "SendWorkerFunction")], 1) == [0]
+    # AND the lease runs out and the reapers run
+    time.sleep(1.1)
+    results = reap(["send_leases", "send_reconcile"])
+    assert results == {"send_leases": 1, "send_reconcile": 1}
+    # THEN reconciliation found the message in the chat: sent, recorded, never resent
+    settled = row(db, 1)
+    assert settled["status"] == "sent"
+    assert db.execute("SELECT settled_by FROM sent_messages").fetchall() == [("reconciliation",)]
+    assert stack.fakes.count("unipile.send") == 1
+    assert delivered(stack, "chat_0") == 1
+
+
+def test_crash_before_the_provider_call_is_sent_once(stack, db, monkeypatch):
+    monkeypatch.setenv("SEND_RECONCILE_AFTER_SECONDS", "0")
+    [body] = _queue(db, 1)
+    env = {**stack.env, "EO_CRASH_AT": "send.worker.after_claim", "SEND_LEASE_SECONDS": "1"}
+    with pytest.raises(Exception):  # noqa: B017 - BrokenProcessPool from the SIGKILL
+        run_parallel(work, [(env, [body], time.time(), "SendWorkerFunction")], 1)
+    assert stack.fakes.count("unipile.send") == 0
+    time.sleep(1.1)
+    reap(["send_leases", "send_reconcile"])  # unknown -> the chat has nothing -> pending, relayed
+    drain(stack)
+    assert row(db, 1)["status"] == "sent"
+    assert stack.fakes.count("unipile.send") == 1
+    assert delivered(stack, "chat_0") == 1
+
+
+def test_concurrent_duplicate_enqueues_make_one_row(stack, db):
+    # GIVEN 4 processes posting the same key 10 times each, at the same moment
+    payload = json.dumps(send_body("Hi Ivonne", chat="chat_ivonne")).encode()
+    headers = {**AUTH, "idempotency-key": "campaign-7-ivonne-step-1"}
+    start = time.time() + 3
+    statuses = run_parallel(
+        deliver, [(stack.env, "SendEnqueueFunction", [("POST", URL, payload, headers)] * 10, start) for _ in range(4)]
+    )
+    # THEN exactly one created the row, 39 found it
+    flat = sorted(s for per in statuses for s in per)
+    assert flat == [200] * 39 + [201]
+    assert db.execute("SELECT count(*) FROM send_queue").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM send_outbox").fetchone()[0] == 1
+    # AND the same key with another text is refused
+    other = json.dumps(send_body("Hi Ivonne!!", chat="chat_ivonne")).encode()
+    assert run_parallel(deliver, [(stack.env, "SendEnqueueFunction", [("POST", URL, other, headers)], 0)], 1) == [[409]]
+    drain(stack)
+    assert delivered(stack, "chat_ivonne", "Hi Ivonne") == 1
