@@ -8,8 +8,10 @@ guarantee the code relies on, for the tests and the local stack alike.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,16 +25,50 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+PEEK_PATH = "/_devstack/sqs-messages"
+STATS_PATH = "/_devstack/stats"
+
+
+def queued_messages(account: str = "123456789012", region: str = "us-east-1") -> dict[str, list[dict[str, Any]]]:
+    """Every message still in a queue, by queue name, without receiving it (SQS has no such API).
+
+    The local stack saves these at shutdown so a restart keeps what was queued.
+    """
+    from moto.sqs.models import sqs_backends
+
+    backend = sqs_backends[account][region]
+    return {
+        name: [
+            {"body": m.body, "group": m.group_id, "dedup": m.deduplication_id}
+            for m in list(queue._messages)  # moto keeps them here; there is no public peek
+        ]
+        for name, queue in backend.queues.items()
+    }
+
+
 class SerializedMotoServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
+        # Calls served and seconds spent holding the lock: how busy the embedded AWS is (GET /local/state).
+        self.stats: dict[str, float] = {"calls": 0, "busy_seconds": 0.0}
 
         def serialised(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == STATS_PATH:
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [json.dumps(self.stats).encode()]
+            if environ.get("PATH_INFO") == PEEK_PATH:
+                with lock:
+                    data = json.dumps(queued_messages()).encode()
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [data]
             with lock:
+                started = time.perf_counter()
                 body = b"".join(app(environ, start_response))
+                self.stats["calls"] += 1
+                self.stats["busy_seconds"] += time.perf_counter() - started
             return [body]
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output

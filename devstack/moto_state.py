@@ -3,8 +3,8 @@
 moto keeps everything in memory and its SQS backend does not pickle (queues hold
 locks), so the stack snapshots what matters to the guarantees into one JSON file:
 DynamoDB items (the ingest dedup records, with their TTL attribute) through the API,
-and the messages still queued (body, group, dedup id) read from moto's in-process
-backend. Resources themselves are recreated from template.yaml at every start.
+and the messages still queued (body, group, dedup id) through the serialised
+server's peek endpoint. Resources themselves are recreated from template.yaml at every start.
 A restore re-sends the messages: their receive counts start over.
 """
 
@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from devstack.aws_local import REGION, LocalAws, boto_client
+from devstack.aws_local import LocalAws, boto_client
+from devstack.moto_server import PEEK_PATH
 
 log = logging.getLogger("devstack.moto_state")
-ACCOUNT = "123456789012"  # moto's default account
 
 
 def snapshot(aws: LocalAws) -> dict[str, Any]:
@@ -33,20 +34,13 @@ def snapshot(aws: LocalAws) -> dict[str, Any]:
 
 
 def _queued_messages(aws: LocalAws) -> dict[str, list[dict[str, Any]]]:
-    from moto.sqs.models import sqs_backends
-
-    backend = sqs_backends[ACCOUNT][REGION]
+    """The messages still queued, by logical id (SerializedMotoServer's peek: SQS cannot peek)."""
+    with urllib.request.urlopen(aws.endpoint + PEEK_PATH, timeout=30) as resp:  # the local moto only
+        by_name: dict[str, list[dict[str, Any]]] = json.loads(resp.read())
     found: dict[str, list[dict[str, Any]]] = {}
     for logical, url in aws.physical.items():
-        if not url.startswith("http"):
-            continue
-        queue = backend.queues.get(url.rsplit("/", 1)[1])
-        if queue is None:
-            continue
-        found[logical] = [
-            {"body": m.body, "group": m.group_id, "dedup": m.deduplication_id}
-            for m in list(queue._messages)  # moto has no API to peek without receiving
-        ]
+        if url.startswith("http") and url.rsplit("/", 1)[1] in by_name:
+            found[logical] = by_name[url.rsplit("/", 1)[1]]
     return found
 
 

@@ -28,6 +28,7 @@ from devstack.fakes import FakeProviders
 from devstack.functions_host import FunctionHost, per_thread_connections
 from devstack.gateway import Answer, Gateway, json_answer
 from devstack.lambda_runtime import add_code_paths, function_timeout
+from devstack.moto_process import MotoProcess
 from devstack.moto_server import SerializedMotoServer
 from devstack.poller import QueuePoller
 from devstack.queries import q
@@ -59,6 +60,7 @@ class StackConfig:
     pollers_per_source: int = 1
     run_schedules: bool = True
     snapshot_every: float = 30.0
+    moto_in_thread: bool = False  # default: a process of its own (its own interpreter lock)
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -74,6 +76,7 @@ class StackConfig:
             retry_delay=int(os.environ.get("LOCAL_RETRY_DELAY") or 1),
             pollers_per_source=int(os.environ.get("LOCAL_POLLERS") or 1),
             run_schedules=not _flag("LOCAL_NO_SCHEDULES"),
+            moto_in_thread=os.environ.get("LOCAL_MOTO") == "thread",
         )
 
 
@@ -84,7 +87,7 @@ class LocalStack:
     aws: LocalAws | None = None
     database: postgres_local.LocalDatabase | None = None
     env: dict[str, str] = field(default_factory=dict)
-    _moto: SerializedMotoServer | None = None
+    _moto: SerializedMotoServer | MotoProcess | None = None
     _gateway: Gateway | None = None
     _fakes: FakeProviders | None = None
     _functions: FunctionHost | None = None
@@ -107,8 +110,11 @@ class LocalStack:
         cfg = self.config
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         add_code_paths(self.template)  # the layer and the function folders, as Lambda mounts them
-        self._moto = SerializedMotoServer(cfg.host, cfg.moto_port if cfg.moto_port is not None else cfg.port + 1)
-        self._moto.start()
+        moto_port = cfg.moto_port if cfg.moto_port is not None else cfg.port + 1
+        if cfg.moto_in_thread:
+            self._moto = SerializedMotoServer(cfg.host, moto_port).start()
+        else:
+            self._moto = MotoProcess(cfg.host, moto_port).start()
         self.aws = LocalAws(self._moto.url, self.template).provision()
         if cfg.fresh:
             self.snapshot_path.unlink(missing_ok=True)
@@ -293,6 +299,7 @@ class LocalStack:
         assert self.aws is not None and self.database is not None
         return {
             "queues": self.queue_depths(),
+            "aws": dict(self._moto.stats) if self._moto else {},
             **self._postgres_state(),
             "pollers": {p.function_name: dict(p.stats) for p in self._pollers},
             "functions": self._functions.stats if self._functions else {},
