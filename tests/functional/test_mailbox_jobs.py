@@ -303,3 +303,19 @@ def test_the_job_routes_are_behind_the_api_token_authorizer(stack):
     authorize = stack.handler("ApiAuthorizerFunction")
     assert authorize({"headers": TOKEN_HEADERS}, None) == {"isAuthorized": True}
     assert authorize({"headers": {"authorization": "Bearer nope"}}, None) == {"isAuthorized": False}
+
+
+def test_the_sample_events_drive_the_scheduler_and_the_trigger(stack, db, mailbox_user):
+    from devstack.lambda_runtime import LambdaContext
+    from devstack.template import ROOT
+
+    mailbox_user("alice")
+    schedule = json.loads((ROOT / "events" / "job_schedule.json").read_text())
+    request = json.loads((ROOT / "events" / "job_trigger.json").read_text())
+    # WHEN EventBridge's scheduled event reaches the scheduler, then the sample trigger request arrives
+    ticked = stack.handler(SCHEDULER)(schedule, LambdaContext(SCHEDULER, 60))
+    answer = stack.handler(TRIGGER)(request, LambdaContext(TRIGGER))
+    # THEN the tick made the job, and the trigger was refused naming it
+    assert ticked["enqueued"] == 1
+    assert answer["statusCode"] == 409
+    assert json.loads(answer["body"])["job_status"]["job_id"] == jobs(db, "alice")[0][0]

@@ -103,7 +103,8 @@ class Created:
 
 def status(conn: psycopg.Connection[Any], user_id: str, slot_job: str | None = None) -> JobStatus:
     row = conn.execute(q("mailbox_job_status"), {"user_id": user_id, "job_id": slot_job}).fetchone()
-    assert row is not None  # the query selects from a one-row VALUES
+    if row is None:  # the query selects from a one-row subquery; guard for the type checker
+        raise RuntimeError("status query returned no row")
     return JobStatus(
         user_id=user_id,
         configured=bool(row[0]),

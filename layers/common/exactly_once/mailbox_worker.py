@@ -57,13 +57,13 @@ def run_job(conn: psycopg.Connection[Any], job_id: str) -> str:
         row = claimed.fetchone()
     if row is None:
         return _not_claimed(conn, job_id)
-    user_id, attempts = row[0], row[1]
+    # The check starts at the claim (the database's clock): mails arriving during it are caught next time.
+    user_id, attempts, checked_at = row[0], row[1], row[2]
     logger.append_keys(job_id=job_id, user_id=user_id)
     crashpoint("mailbox.after_claim")
     config = conn.execute(q("mailbox_config_get"), {"user_id": user_id}).fetchone()
-    assert config is not None  # mailbox_jobs.user_id references mailbox_configs
-    # The check starts now (the database's clock): mails arriving during it are caught next time.
-    checked_at = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    if config is None:  # mailbox_jobs.user_id references mailbox_configs; guard for the type checker
+        raise RuntimeError(f"no mailbox configuration for job {job_id}")
     try:
         account = ImapAccount(
             host=config[1],

@@ -58,7 +58,7 @@ UPDATE mailbox_jobs
        started_at = coalesce(started_at, now()), updated_at = now(), error = NULL
  WHERE job_id = %(job_id)s
    AND (status IN ('scheduled', 'queued') OR (status = 'running' AND lease_until < now()))
-RETURNING user_id, attempts;
+RETURNING user_id, attempts, now() AS claimed_at;
 
 -- name: mailbox_job_get
 SELECT job_id, user_id, status, attempts, lease_until FROM mailbox_jobs WHERE job_id = %(job_id)s;
