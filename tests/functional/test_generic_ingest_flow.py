@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 import time_machine
 
+from devstack.routes import http_routes
 from devstack.template import Template
 from tests.generic_support import (
     github_headers,
@@ -208,3 +209,19 @@ def test_every_generic_route_in_the_template_is_served_by_the_router(stack):
     assert sorted(r.template for r in router.routes) == paths
     unipile = template.functions()["UnipileIngestFunction"]["Properties"]["Events"]
     assert [e["Properties"]["Path"] for e in unipile.values()] == ["/webhooks/unipile"]
+
+
+@pytest.mark.parametrize(
+    ("path", "function", "params"),
+    [
+        ("/webhooks/standard/acme", FUNCTION, {"source": "acme"}),
+        ("/webhooks/stripe", FUNCTION, {}),
+        ("/webhooks/github", FUNCTION, {}),
+        ("/webhooks/slack", FUNCTION, {}),
+        ("/webhooks/unipile", "UnipileIngestFunction", {}),
+    ],
+)
+def test_the_local_stack_serves_each_route_from_the_template(path, function, params):
+    routes = [r for r in http_routes(Template.load()) if r.match("POST", path) is not None]
+    assert [(r.function, r.match("POST", path)) for r in routes] == [(function, params)]
+
