@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,11 +59,56 @@ class Request:
         except UnicodeDecodeError as exc:
             raise BadRequestError("body is not UTF-8", code="invalid_encoding") from exc
         try:
-            return json.loads(text)
+            document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except RecursionError as exc:
             raise BadRequestError("body nests too deeply", code="invalid_json") from exc
         except ValueError as exc:
             raise BadRequestError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+        _check_depth(document)
+        # Only a \u escape can put NUL or a lone surrogate into a decoded string (raw ones fail above).
+        return _clean_strings(document) if "\\u" in text.lower() else document
+
+
+#: Deeper than any provider nests; recursive code further on (encoders, Powertools' hashing) would
+#: otherwise overflow the stack at a few hundred levels and answer 500.
+MAX_JSON_DEPTH = 64
+# NUL cannot be stored in Postgres text or jsonb and a lone surrogate cannot be encoded as UTF-8 (SQS,
+# the event log): either would make an authenticated event fail forever in the worker. Both become
+# U+FFFD, the same way on every delivery, so dedup keys stay stable and the event is settled, not lost.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number {literal[:20]} is out of range")
+    return value
+
+
+def _check_depth(document: Any) -> None:
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequestError(f"body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
+        if isinstance(value, dict):
+            pending.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            pending.extend((v, depth + 1) for v in value)
+
+
+def _clean_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_clean_strings(k): _clean_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_strings(v) for v in value]
+    return value
 
 
 def json_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> dict[str, Any]:

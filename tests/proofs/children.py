@@ -1,0 +1,94 @@
+"""Steps run in a spawned child process (a fresh interpreter, like a Lambda sandbox) that may be SIGKILLed.
+
+``run_child`` starts one, waits, and returns its exit code and, when it lived, what the step returned.
+A child armed with ``EO_CRASH_AT`` dies by SIGKILL at that crashpoint: exit code ``-9``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+KILLED = -signal.SIGKILL
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    exitcode: int | None
+    value: Any = None
+
+    @property
+    def killed(self) -> bool:
+        return self.exitcode == KILLED
+
+
+def _target(step: str, args: tuple[Any, ...], env: dict[str, str], out: Any) -> None:
+    os.environ.update(env)
+    from devstack.lambda_runtime import add_code_paths
+
+    add_code_paths()
+    module, _, name = step.partition(":")
+    out.put(getattr(importlib.import_module(module), name)(*args))
+
+
+def run_child(step: str, args: tuple[Any, ...], env: dict[str, str], timeout: float = 120.0) -> ChildResult:
+    """Run ``module:function(*args)`` in a spawned child with ``env``; kill it if it outlives ``timeout``."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_target, args=(step, args, env, out))
+    proc.start()
+    value = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = out.get(timeout=0.1)
+            break
+        except queue.Empty:
+            if not proc.is_alive():  # killed (the expected crash) before it could answer
+                break
+    proc.join(timeout=10)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+    return ChildResult(proc.exitcode, value)
+
+
+# -- steps (module-level so a spawned child can import them) ----------------------------------------------
+
+
+def http_call(function: str, method: str, url: str, body: bytes, headers: dict[str, str]) -> int:
+    """One API Gateway request to the function's real handler; the status code."""
+    from devstack.lambda_runtime import LambdaContext, apigw_event, function_timeout, load_handler
+
+    handler = load_handler(function)
+    context = LambdaContext(function_name=function, timeout_s=function_timeout(function))
+    return int(handler(apigw_event(method, url, body, headers), context)["statusCode"])
+
+
+def poll_once(function: str, queue_url: str, queue_arn: str) -> int:
+    """One receive -> handler -> delete round of the SQS event source mapping; messages handled."""
+    from devstack.aws_local import boto_client
+    from devstack.lambda_runtime import function_timeout, load_handler
+    from devstack.poller import QueuePoller
+
+    poller = QueuePoller(
+        sqs=boto_client("sqs", os.environ["AWS_ENDPOINT_URL"]),
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        handler=load_handler(function),
+        function_name=function,
+        timeout_s=function_timeout(function),
+    )
+    return poller.poll_once()
+
+
+def call(path: str, *args: Any) -> Any:
+    """Any library function ``module:function`` (a reaper, a relay, a job step), with a fresh connection."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)(*args)

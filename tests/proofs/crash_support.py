@@ -1,0 +1,72 @@
+"""Shared steps of the crash proofs: kill a handler at a boundary, then let time, retries and reapers run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import time_machine
+
+from devstack.lambda_runtime import function_timeout
+from tests.harness import Stack
+from tests.proofs.children import ChildResult, run_child
+
+WORKER = "EventWorkerFunction"
+EVENTS_QUEUE = "EventsQueue"
+
+
+def crash_env(stack: Stack, boundary: str) -> dict[str, str]:
+    return {**stack.env, "EO_CRASH_AT": boundary}
+
+
+def kill_http(
+    stack: Stack, boundary: str, function: str, method: str, url: str, body: bytes, headers: dict[str, str]
+) -> ChildResult:
+    """The real HTTP handler in a child armed to SIGKILL itself at ``boundary``; it must die there."""
+    result = run_child(
+        "tests.proofs.children:http_call", (function, method, url, body, headers), crash_env(stack, boundary)
+    )
+    assert result.killed, f"{function} did not die at {boundary}: {result}"
+    return result
+
+
+def kill_poll(stack: Stack, boundary: str, function: str = WORKER, queue: str = EVENTS_QUEUE) -> ChildResult:
+    """One SQS poll of the real worker in a child armed at ``boundary``: the batch stays in flight."""
+    args = (function, stack.aws.physical[queue], stack.aws.arns[queue])
+    result = run_child("tests.proofs.children:poll_once", args, crash_env(stack, boundary))
+    assert result.killed, f"{function} did not die at {boundary}: {result}"
+    return result
+
+
+def kill_call(stack: Stack, boundary: str, path: str, *args: Any) -> ChildResult:
+    """A library function (reaper, relay, scheduler step) in a child armed at ``boundary``."""
+    result = run_child("tests.proofs.children:call", (path, *args), crash_env(stack, boundary))
+    assert result.killed, f"{path} did not die at {boundary}: {result}"
+    return result
+
+
+def queue_visibility(stack: Stack, queue: str = EVENTS_QUEUE) -> int:
+    props = stack.aws.template.doc["Resources"][queue]["Properties"]
+    return int(props.get("VisibilityTimeout", 30))
+
+
+def after_visibility_timeout(stack: Stack, queue: str = EVENTS_QUEUE) -> time_machine.travel:
+    """SQS gives an in-flight message back once its visibility timeout has passed: travel past it."""
+    return time_machine.travel(time.time() + queue_visibility(stack, queue) + 5)
+
+
+def after_invocation_deadline(function: str) -> time_machine.travel:
+    """The dead invocation's ingest reservation lasts until its deadline (the function timeout)."""
+    return time_machine.travel(time.time() + function_timeout(function) + 5)
+
+
+def redrive(stack: Stack, function: str = WORKER, queue: str = EVENTS_QUEUE) -> int:
+    """Let SQS redeliver what a dead worker held, and run the worker until the queue is empty."""
+    with after_visibility_timeout(stack, queue):
+        return stack.drain(function, queue)
+
+
+def dlq_depth(stack: Stack) -> int:
+    """Messages parked in every dead-letter queue of the template (a proof wants none)."""
+    names = [n for n in stack.aws.template.of_type("AWS::SQS::Queue") if "DeadLetter" in n or n.endswith("DLQ")]
+    return sum(stack.queue_depth(n) for n in names if n in stack.aws.physical)

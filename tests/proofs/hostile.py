@@ -1,0 +1,99 @@
+"""Hostile-input corpora: each case is one request to a provider's real ingest handler and what must happen.
+
+For every case: the expected status, never a 5xx, a JSON ``{"error": ...}`` body on every 4xx, nothing
+queued unless the request authenticated, and every authenticated event settled (event log or quarantine),
+never parked in a dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from devstack.lambda_runtime import LambdaContext, apigw_event, function_timeout, http_response
+from tests.harness import Stack
+from tests.proofs.crash_support import dlq_depth
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    body: bytes
+    status: int | tuple[int, ...]
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str = "POST"
+    query: str = ""
+    #: events this request may put on the queue (0 for anything unauthenticated)
+    queued: int = 0
+    #: the raw API Gateway event, changed after it is built (base64 flags, missing parts)
+    tweak: Callable[[dict[str, Any]], None] | None = None
+    #: an extra check on (status, headers, body)
+    check: Callable[[int, dict[str, str], bytes], bool] | None = None
+
+
+@dataclass
+class CorpusResult:
+    cases: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    queued: int = 0
+    settled: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def _settled(db: Any) -> int:
+    log = db.execute("SELECT coalesce(sum(deliveries), 0) FROM event_log").fetchone()[0]
+    quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    return int(log) + int(quarantined)
+
+
+def run_corpus(stack: Stack, db: Any, function: str, path: str, cases: list[Case]) -> CorpusResult:
+    handler = stack.handler(function)
+    result = CorpusResult()
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names)), "case names must be unique"
+    for case in cases:
+        result.cases += 1
+        url = f"http://127.0.0.1:3000{path}" + (f"?{case.query}" if case.query else "")
+        event = apigw_event(case.method, url, case.body, case.headers)
+        if case.tweak:
+            case.tweak(event)
+        context = LambdaContext(function_name=function, timeout_s=function_timeout(function))
+        before = _settled(db)
+        parked = dlq_depth(stack)
+        try:
+            status, headers, data = http_response(handler(event, context))
+        except Exception as exc:  # an unhandled exception is a 5xx from API Gateway
+            result.failures.append(f"{case.name}: handler raised {type(exc).__name__}: {exc}"[:300])
+            continue
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        expected = case.status if isinstance(case.status, tuple) else (case.status,)
+        problems = []
+        if status not in expected:
+            problems.append(f"status {status}, expected {expected}: {data[:200]!r}")
+        if status >= 500:
+            problems.append("5xx")
+        if status >= 400:
+            try:
+                error = json.loads(data).get("error")
+            except ValueError:
+                error = None
+            if not error or not headers.get("content-type", "").startswith("application/json"):
+                problems.append(f"4xx without a JSON error body: {data[:120]!r}")
+        if case.check and not case.check(status, headers, data):
+            problems.append(f"check failed: {headers} {data[:200]!r}")
+        depth = stack.queue_depth("EventsQueue")
+        if depth > case.queued:
+            problems.append(f"{depth} events queued, at most {case.queued} allowed")
+        result.queued += depth
+        if depth:
+            stack.drain()
+            settled = _settled(db) - before
+            result.settled += settled
+            if settled < depth:
+                problems.append(f"{depth} queued but {settled} settled (event log or quarantine)")
+            if stack.queue_depth("EventsQueue") or dlq_depth(stack) > parked:
+                problems.append("left on the queue or parked in the DLQ")
+        result.failures.extend(f"{case.name}: {p}" for p in problems)
+    return result

@@ -1,0 +1,34 @@
+"""Request.json refuses what no provider sends and cleans what Postgres and SQS cannot hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from exactly_once.errors import BadRequestError
+from exactly_once.http import MAX_JSON_DEPTH, Request
+
+
+def _request(raw: bytes) -> Request:
+    return Request("POST", "/", raw, {}, {})
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * (depth - 1) + b"1" + b"}" * (depth - 1)
+
+
+def test_nesting_up_to_the_limit_parses_and_beyond_is_400():
+    assert _request(_nested(MAX_JSON_DEPTH)).json() is not None
+    with pytest.raises(BadRequestError) as err:
+        _request(_nested(MAX_JSON_DEPTH + 1)).json()
+    assert err.value.code == "invalid_json"
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e999"])
+def test_non_finite_numbers_are_400(literal):
+    with pytest.raises(BadRequestError):
+        _request(b'{"n": ' + literal + b"}").json()
+
+
+def test_nul_and_lone_surrogates_become_replacement_characters_in_keys_and_values():
+    doc = _request(b'{"a\\u0000": ["x\\ud800y", "\\udfff"], "ok": "\\u00e9\\ud83d\\ude00"}').json()
+    assert doc == {"a\ufffd": ["x\ufffdy", "\ufffd"], "ok": "\u00e9\U0001f600"}  # a surrogate pair stays a character
