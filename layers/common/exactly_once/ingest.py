@@ -38,7 +38,16 @@ class WebhookIngest:
         except HttpError as exc:
             name = Metric.SIGNATURE_FAILURES if isinstance(exc, UnauthorizedError) else Metric.REJECTED
             counters.incr(provider, name)
-            logger.info("webhook rejected", extra={"provider": provider, "status": exc.status, "error": exc.code})
+            logger.info(
+                "webhook rejected",
+                extra={
+                    "provider": provider,
+                    "layer": "ingest",
+                    "outcome": "rejected",
+                    "status": exc.status,
+                    "error": exc.code,
+                },
+            )
             return error_response(exc)
         finally:
             counters.flush()
@@ -65,6 +74,9 @@ class WebhookIngest:
         provider = self.adapter.provider
         fresh: list[InboundEvent] = []
         duplicates = 0
+        # One event per delivery (most providers): its key is the correlation id from ingest to effect.
+        # A batch has no single key: each line carries its own "key".
+        logger.set_correlation_id(events[0].key if len(events) == 1 else None)
         try:
             for event in events:
                 outcome = self.deduper.reserve(event.key, remaining_ms)
@@ -93,7 +105,16 @@ class WebhookIngest:
         for event in fresh:
             if event.key not in failed_keys:
                 self.deduper.complete(event.key, {"queued": True})
-                logger.info("event accepted", extra={"provider": provider, "key": event.key, "kind": event.kind})
+                logger.info(
+                    "event accepted",
+                    extra={
+                        "provider": provider,
+                        "key": event.key,
+                        "kind": event.kind,
+                        "layer": "ingest",
+                        "outcome": "accepted",
+                    },
+                )
         if failed:
             self._release(failed, RuntimeError("SendMessageBatch refused the entry"))
             raise ServiceUnavailableError(f"{len(failed)} of {len(fresh)} events were not queued, retry later")
@@ -106,7 +127,10 @@ class WebhookIngest:
                 self.deduper.release(event.key, exc)
             except (BotoCoreError, ClientError):
                 # The INPROGRESS record then expires with the invocation: the retry still gets through.
-                logger.warning("could not release dedup record", extra={"key": event.key})
+                logger.warning(
+                    "could not release dedup record",
+                    extra={"provider": event.provider, "key": event.key, "layer": "ingest"},
+                )
 
 
 def _remaining_ms(context: Any) -> int | None:

@@ -25,6 +25,8 @@ REAPERS: dict[str, str] = {
     "send_reconcile": "exactly_once.send_reconcile:reconcile_unknown",
     "send_outbox": "exactly_once.send_reconcile:sweep_outbox",
     "send_stuck": "exactly_once.send_reconcile:stuck_rows",
+    # gauges for the operations alarms and dashboard: open quarantine, stuck rows of the other flows
+    "operations": "exactly_once.ops_gauges:emit",
 }
 
 

@@ -40,6 +40,7 @@ class Metric:
     STATUSES_STALE = "StatusesStale"  # late or repeated statuses that changed nothing
     FAILED = "EventsFailed"  # a processor raised: SQS retries the message, then the DLQ keeps it
     REPLAYED = "EventsReplayed"  # operator replays the worker received (exactly-once quarantine replay)
+    OPEN_QUARANTINE = "OpenQuarantine"  # gauge: quarantine rows awaiting an operator (ops_gauges, every minute)
 
 
 class Counters:

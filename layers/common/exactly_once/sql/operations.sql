@@ -85,3 +85,18 @@ ORDER BY created_at;
 -- Quarantine rows that name the same mail (a constraint that did not resolve to a row).
 SELECT id, event_key, reason, status, created_at FROM quarantine
  WHERE provider = 'graph' AND external_id = ANY(%(message_ids)s::text[]) ORDER BY id;
+
+-- name: ops_open_quarantine
+-- Rows awaiting an operator, per provider: the OpenQuarantine gauge.
+SELECT provider, count(*) FROM quarantine WHERE status = 'open' GROUP BY provider;
+
+-- name: ops_stuck_rows
+-- In-flight rows nobody moved for 5 minutes past their lease (or, without a lease, since their last change):
+-- the reapers should have taken them back, so a non-zero count means a reaper or a flow is broken.
+-- The send queue measures its own (send_reconcile.stuck_rows).
+SELECT 'livekit' AS flow, count(*) FROM user_feedback
+ WHERE status = 'processing' AND COALESCE(lease_until, updated_at) < now() - interval '5 minutes'
+UNION ALL
+SELECT 'mailbox', count(*) FROM mailbox_jobs
+ WHERE status IN ('scheduled', 'queued', 'running')
+   AND COALESCE(lease_until, updated_at) < now() - interval '5 minutes';
