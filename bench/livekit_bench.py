@@ -67,7 +67,7 @@ def _call(llm: LlmClient, row: Any) -> dict[str, Any]:
     from exactly_once.feedback import Claim
 
     claim = Claim(str(row[0]), "none", 1, row[2], row[3], row[4])
-    answer = llm.chat(_messages(claim), idempotency_key=f"feedback-{row[0]}", metadata={"room_sid": row[2]})
+    answer = llm.chat(_messages(claim), idempotency_key=f"feedback-{row[0]}")
     return {"result": answer.as_json(), "model": answer.model}
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from devstack.fakes import FakeProviders, FakeRequest, Reply
 
 KIND = "llm.chat"
-_ROOM = re.compile(r"room_(?:sid|name):\s*(\S+)")
+_ROOM = re.compile(r"^room_(?:sid|name):[ \t]*(\S+)", re.MULTILINE)
 
 
 def room_of(body: dict[str, Any]) -> str:

@@ -69,7 +69,10 @@ class LlmClient:
         if json_output:
             body["response_format"] = {"type": "json_object"}
         if metadata:
+            # OpenAI accepts metadata only on stored completions ("store": true); other
+            # compatible servers may refuse the field, so it is sent only when asked for.
             body["metadata"] = metadata
+            body["store"] = True
         # Retrying is safe for us (the result is stored under a fenced claim); what a retry costs
         # is tokens, hence the small bound.
         result = self._http.request(

@@ -118,7 +118,6 @@ def _analyse(
             # Same claim, same key: the HTTP client's retries of this request are one request to a
             # provider or gateway that dedups; a new claim (after a failure or a reap) is a new request.
             idempotency_key=f"feedback-{claim.id}-{claim.token}",
-            metadata={"room_sid": claim.room_sid or "", "room_name": claim.room_name, "feedback_id": claim.id},
         )
     except Exception as exc:  # whatever failed, the claim must be given back before the retry
         return _give_back(conn, event, claim, exc, settings)
