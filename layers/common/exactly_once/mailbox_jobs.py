@@ -144,7 +144,12 @@ def send(conn: psycopg.Connection[Any], sqs: SQSClient, queue_url: str, job: Cre
     except Exception:
         logger.exception("job not sent; the scheduler relays it", extra={"job_id": job.job_id})
         return False
-    conn.execute(q("mailbox_job_mark_queued"), {"job_id": job.job_id, "queue_ttl": queue_ttl_seconds()})
+    try:
+        conn.execute(q("mailbox_job_mark_queued"), {"job_id": job.job_id, "queue_ttl": queue_ttl_seconds()})
+    except psycopg.OperationalError:
+        # The job is recorded and on the queue; the worker claims a 'scheduled' job as well, and a
+        # relay of it is stopped by the FIFO dedup id or the claim. Not worth failing the request.
+        logger.warning("job sent but not marked queued", extra={"job_id": job.job_id})
     return True
 
 
