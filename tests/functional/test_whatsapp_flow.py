@@ -180,3 +180,18 @@ def test_reply_reaches_the_customer_once_through_the_send_queue(stack, db):
         "SELECT d.status FROM send_queue s JOIN message_delivery d ON d.provider_message_id = s.provider_message_id"
     ).fetchall()
     assert joined == [("read",)]
+
+
+def test_sample_events_are_signed_with_the_test_secrets(stack, db):
+    from devstack.lambda_runtime import LambdaContext, http_response
+    from devstack.template import ROOT
+
+    handler = stack.handler("WhatsAppIngestFunction")
+    for name, expected in (("whatsapp_verify.json", b"1158201444"), ("whatsapp_message.json", None)):
+        event = json.loads((ROOT / "events" / name).read_text(encoding="utf-8"))
+        status_code, _, body = http_response(handler(event, LambdaContext(function_name="WhatsAppIngestFunction")))
+        assert status_code == 200
+        if expected is not None:
+            assert body == expected
+    stack.drain()
+    assert replies(db)[0][3] == "test is working"
