@@ -19,7 +19,6 @@ from psycopg import sql
 
 log = logging.getLogger("devstack.postgres")
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass
@@ -63,16 +62,19 @@ def resolve(
     state_dir: Path,
     db_name: str = "exactly_once",
     fresh: bool = False,
-    admin_url: str = DEFAULT_ADMIN_URL,
+    admin_url: str | None = None,
+    probe: str = "127.0.0.1:5432",
 ) -> LocalDatabase:
     """Pick the database by the rules above and make sure it exists."""
     if database_url:
         return LocalDatabase(database_url, "DATABASE_URL")
-    if port_answers("127.0.0.1", 5432):
+    host, _, port = probe.rpartition(":")
+    if port_answers(host, int(port)):
+        admin = admin_url or f"postgresql://postgres@{probe}/postgres"
         try:
-            return LocalDatabase(_ensure_database(admin_url, db_name, fresh), "127.0.0.1:5432")
+            return LocalDatabase(_ensure_database(admin, db_name, fresh), probe)
         except psycopg.OperationalError as exc:
-            log.warning("127.0.0.1:5432 answers but refuses %s (%s); using an embedded server", admin_url, exc)
+            log.warning("%s answers but refuses %s (%s); using an embedded server", probe, admin, exc)
     return _embedded(state_dir / "pg", db_name, fresh)
 
 

@@ -60,6 +60,7 @@ class StackConfig:
     pollers_per_source: int = 1
     run_schedules: bool = True
     snapshot_every: float = 30.0
+    pg_probe: str = "127.0.0.1:5432"  # where a local Postgres is looked for before the embedded one
     moto_in_thread: bool = False  # default: a process of its own (its own interpreter lock)
 
     @classmethod
@@ -77,6 +78,7 @@ class StackConfig:
             pollers_per_source=int(os.environ.get("LOCAL_POLLERS") or 1),
             run_schedules=not _flag("LOCAL_NO_SCHEDULES"),
             moto_in_thread=os.environ.get("LOCAL_MOTO") == "thread",
+            pg_probe=os.environ.get("LOCAL_PG_PROBE") or "127.0.0.1:5432",
         )
 
 
@@ -123,7 +125,7 @@ class LocalStack:
             log.info("restored %(items)s dedup records and %(messages)s queued messages", restored)
 
         self.database = postgres_local.resolve(
-            cfg.database_url, state_dir=cfg.state_dir, db_name=cfg.db_name, fresh=cfg.fresh
+            cfg.database_url, state_dir=cfg.state_dir, db_name=cfg.db_name, fresh=cfg.fresh, probe=cfg.pg_probe
         )
         applied = postgres_local.migrate(self.database.url)
         log.info("postgres (%s): migrations applied now: %s", self.database.source, ", ".join(applied) or "none")
