@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,37 @@ def unipile_message(
     body["sender"]["attendee_provider_id"] = sender_id
     body["account_info"]["user_id"] = own_id
     return json.dumps(body).encode()
+
+
+# provider -> (path, build a signed delivery for an id, the event_log key of that id)
+Delivery = Callable[[str], tuple[bytes, dict[str, str]]]
+
+
+def signed_standard(event_id: str) -> tuple[bytes, dict[str, str]]:
+    body = sample_body("standard_webhook.json")
+    return body, standard_headers(body, event_id)
+
+
+def signed_stripe(event_id: str) -> tuple[bytes, dict[str, str]]:
+    body = stripe_event(event_id)
+    return body, stripe_headers(body)
+
+
+def signed_github(event_id: str) -> tuple[bytes, dict[str, str]]:
+    body = sample_body("github_push.json")
+    return body, github_headers(body, event_id, "push")
+
+
+def signed_slack(event_id: str) -> tuple[bytes, dict[str, str]]:
+    data = json.loads(sample_body("slack_event_callback.json"))
+    data["event_id"] = event_id
+    body = json.dumps(data).encode()
+    return body, slack_headers(body)
+
+
+PROVIDERS: dict[str, tuple[str, Delivery, str]] = {
+    "standard": ("/webhooks/standard/acme", signed_standard, "standard:acme:{}"),
+    "stripe": ("/webhooks/stripe", signed_stripe, "stripe:{}"),
+    "github": ("/webhooks/github", signed_github, "github:{}"),
+    "slack": ("/webhooks/slack", signed_slack, "slack:{}"),
+}

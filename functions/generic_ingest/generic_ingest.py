@@ -15,6 +15,7 @@ from exactly_once.adapters.standard_webhooks import StandardWebhooksAdapter
 from exactly_once.adapters.stripe import StripeAdapter
 from exactly_once.routing import IngestRouter
 from exactly_once.telemetry import logger
+from exactly_once.wiring import webhook_ingest
 
 ROUTER = IngestRouter(
     {
@@ -22,7 +23,8 @@ ROUTER = IngestRouter(
         "/webhooks/stripe": StripeAdapter.from_env,
         "/webhooks/github": GitHubAdapter.from_env,
         "/webhooks/slack": SlackAdapter.from_env,
-    }
+    },
+    wire=webhook_ingest,  # each adapter gets the shared pipeline, its own dedup key prefix and window
 )
 
 

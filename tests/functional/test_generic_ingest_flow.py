@@ -11,7 +11,6 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 import time_machine
@@ -19,8 +18,11 @@ import time_machine
 from devstack.routes import http_routes
 from devstack.template import Template
 from tests.generic_support import (
+    PROVIDERS,
     github_headers,
     sample_body,
+    signed_github,
+    signed_stripe,
     slack_headers,
     standard_headers,
     stripe_event,
@@ -46,40 +48,6 @@ def after_the_window(provider: str):
     """Travel past the provider's ingest dedup window (DynamoDB record and warm cache both expire)."""
     window = int(Template.load().function_env(FUNCTION)[f"{provider.upper()}_DEDUP_WINDOW_SECONDS"])
     return time_machine.travel(time.time() + window + 60, tick=True)
-
-
-# provider -> (path, build a signed delivery for an id, the event_log key of that id)
-Delivery = Callable[[str], tuple[bytes, dict[str, str]]]
-
-
-def _standard(event_id: str) -> tuple[bytes, dict[str, str]]:
-    body = sample_body("standard_webhook.json")
-    return body, standard_headers(body, event_id)
-
-
-def _stripe(event_id: str) -> tuple[bytes, dict[str, str]]:
-    body = stripe_event(event_id)
-    return body, stripe_headers(body)
-
-
-def _github(event_id: str) -> tuple[bytes, dict[str, str]]:
-    body = sample_body("github_push.json")
-    return body, github_headers(body, event_id, "push")
-
-
-def _slack(event_id: str) -> tuple[bytes, dict[str, str]]:
-    data = json.loads(sample_body("slack_event_callback.json"))
-    data["event_id"] = event_id
-    body = json.dumps(data).encode()
-    return body, slack_headers(body)
-
-
-PROVIDERS: dict[str, tuple[str, Delivery, str]] = {
-    "standard": ("/webhooks/standard/acme", _standard, "standard:acme:{}"),
-    "stripe": ("/webhooks/stripe", _stripe, "stripe:{}"),
-    "github": ("/webhooks/github", _github, "github:{}"),
-    "slack": ("/webhooks/slack", _slack, "slack:{}"),
-}
 
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
@@ -117,7 +85,7 @@ def test_a_redelivery_after_the_ingest_window_is_still_recorded_once(stack, db, 
 
 def test_distinct_events_of_one_delivery_stream_are_each_recorded(stack, db):
     for n in range(3):
-        post(stack, "/webhooks/stripe", *_stripe(f"evt_{n}"))
+        post(stack, "/webhooks/stripe", *signed_stripe(f"evt_{n}"))
     stack.drain()
     assert sorted(r[0] for r in db.execute("SELECT event_key FROM event_log")) == [
         "stripe:evt_0",
@@ -195,7 +163,7 @@ def test_a_provider_without_a_secret_answers_503_and_the_others_still_work(stack
     body = stripe_event("evt_x")
     answer = post(stack, "/webhooks/stripe", body, stripe_headers(body))
     assert (answer.status, answer.json()["error"]) == (503, "not_configured")
-    assert post(stack, "/webhooks/github", *_github("still-fine")).status == 200
+    assert post(stack, "/webhooks/github", *signed_github("still-fine")).status == 200
 
 
 def test_every_generic_route_in_the_template_is_served_by_the_router(stack):
@@ -224,4 +192,3 @@ def test_every_generic_route_in_the_template_is_served_by_the_router(stack):
 def test_the_local_stack_serves_each_route_from_the_template(path, function, params):
     routes = [r for r in http_routes(Template.load()) if r.match("POST", path) is not None]
     assert [(r.function, r.match("POST", path)) for r in routes] == [(function, params)]
-
