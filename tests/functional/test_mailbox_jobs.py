@@ -150,8 +150,11 @@ def test_worker_reads_the_mailbox_over_imap_and_processes_each_mail_once(stack, 
     for i in range(3):
         user.add_mail(f"<m{i}@bank.example>", subject=f"statement {i}")
     user.add_mail(None, subject="no message id")
+    # A moment early in a slot, so the two triggers below fall in one slot however slow the machine
+    at = mailbox_jobs.slot_of(datetime.now(UTC)) + timedelta(seconds=5)
     # WHEN a job runs
-    first = trigger(stack, "alice")
+    with time_machine.travel(at, tick=True):
+        first = trigger(stack, "alice")
     assert drain_jobs(stack) == 1
     # THEN each mail was processed once, the job succeeded and last_check_time was set
     assert jobs(db, "alice") == [(first.json()["job_id"], "succeeded", "trigger", 1, 4)]
@@ -167,10 +170,11 @@ def test_worker_reads_the_mailbox_over_imap_and_processes_each_mail_once(stack, 
     assert status["job_id"] is None and not status["has_running_job"]
 
     # WHEN a new mail arrives and the next slot's job runs (a trigger in the same slot is refused)
-    again = trigger(stack, "alice")
+    with time_machine.travel(at, tick=True):
+        again = trigger(stack, "alice")
     assert (again.status, again.json()["error"]) == (409, "slot_already_processed")
     user.add_mail("<m3@bank.example>")
-    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=2), tick=True):
+    with time_machine.travel(at + timedelta(minutes=2), tick=True):
         later = trigger(stack, "alice")
     assert later.status == 202
     drain_jobs(stack)
@@ -319,3 +323,27 @@ def test_the_sample_events_drive_the_scheduler_and_the_trigger(stack, db, mailbo
     assert ticked["enqueued"] == 1
     assert answer["statusCode"] == 409
     assert json.loads(answer["body"])["job_status"]["job_id"] == jobs(db, "alice")[0][0]
+
+
+def test_last_check_time_never_moves_back_and_a_stale_claim_finishes_nothing(stack, db, mailbox_user):
+    import uuid
+
+    from exactly_once.queries import q
+
+    mailbox_user("alice")
+    ahead = datetime.now(UTC) + timedelta(days=1)
+    db.execute("UPDATE mailbox_configs SET last_check_time = %s", (ahead,))
+    # WHEN a job runs whose check started before the recorded last_check_time
+    job_id = trigger(stack, "alice").json()["job_id"]
+    drain_jobs(stack)
+    # THEN the job succeeded and last_check_time stayed where it was (GREATEST)
+    assert jobs(db, "alice")[0][1] == "succeeded"
+    assert db.execute("SELECT last_check_time FROM mailbox_configs").fetchone()[0] == ahead
+    # AND a completion with a claim token that is not the job's changes nothing
+    stale = db.execute(
+        q("mailbox_job_finish"),
+        {"job_id": job_id, "token": uuid.uuid4(), "seen": 9, "processed": 9, "checked_at": ahead + timedelta(days=1)},
+    ).fetchone()
+    assert stale is None
+    assert jobs(db, "alice")[0][4] == 0
+    assert db.execute("SELECT last_check_time FROM mailbox_configs").fetchone()[0] == ahead
