@@ -104,7 +104,7 @@ service stats {{
         uid, gid, _ = self._ids()
         os.chown(self.root / "mail", uid, gid)
         # mkdtemp makes 0700; dovecot's unprivileged processes must reach the Maildirs beneath it.
-        os.chmod(self.root, 0o755)  # noqa: S103 - a test directory, world-readable on purpose
+        os.chmod(self.root, 0o755)  # noqa: S103  # nosec B103 - a test directory, readable on purpose
         self._proc = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
             stdout=subprocess.DEVNULL,
