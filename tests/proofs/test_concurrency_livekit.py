@@ -1,0 +1,87 @@
+"""LiveKit storms: the seed-001 race at 100x, from spawned processes running the real handlers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import time_machine
+
+from devstack.fakes import Behaviour
+from exactly_once.events import InboundEvent
+from tests.livekit_support import FUNCTION, URL, add_feedback, encode, feedback_row, headers, post, room_event
+from tests.proofs.concurrency_support import COPIES, PROCESSES, SPREAD_HOURS, http_storm, worker_storm
+
+pytestmark = pytest.mark.slow
+
+ROOM = "RM_ZbhL7XyXTZxz"
+
+
+def test_hundred_identical_room_finished_deliveries_from_four_processes_make_one_analysis(stack, db, proof):
+    fid = add_feedback(db)
+    raw = encode(room_event(event_id="EV_storm_100"))
+    # WHEN LiveKit's webhook hits the real ingest handler 100 times at once from 4 processes
+    statuses = http_storm(stack.env, FUNCTION, ("POST", URL, raw, headers(raw)))
+    # THEN all are answered 200, ingest let one through, and the model was asked once
+    assert statuses == [200] * COPIES
+    assert stack.queue_depth("EventsQueue") == 1
+    stack.drain()
+    assert stack.fakes.count("llm.chat", ROOM) == 1
+    assert feedback_row(db, fid)["status"] == "completed"
+    proof.record(
+        kind="concurrency",
+        flow="livekit",
+        name="100 identical room_finished at once (ingest)",
+        cases=COPIES,
+        processes=PROCESSES,
+        held="100 x 200, 1 queued, 1 completed analysis, 1 LLM call",
+    )
+
+
+def test_hundred_identical_messages_racing_four_workers_make_one_analysis(stack, db, proof):
+    fid = add_feedback(db)
+    body = room_event(event_id="EV_storm_workers")
+    message = InboundEvent("livekit", "livekit:EV_storm_workers", f"livekit:room:{ROOM}", "room_finished", body)
+    stack.fakes.behaviours["llm.chat"] = Behaviour(delay=0.5)  # the claim is held while the copies arrive
+    # WHEN ingest is bypassed: 100 copies reach 4 worker processes at once (only the Postgres claim can stop them)
+    failures = worker_storm(stack.env, message.to_message())
+    # THEN one claim won, every other copy was acknowledged as a duplicate, and the model was asked once
+    assert failures == 0
+    assert stack.fakes.count("llm.chat", ROOM) == 1
+    row = feedback_row(db, fid)
+    assert (row["status"], row["attempts"]) == ("completed", 1)
+    assert db.execute("SELECT outcome, deliveries FROM event_log").fetchall() == [("completed", COPIES)]
+    proof.record(
+        kind="concurrency",
+        flow="livekit",
+        name="100 identical queue messages, 4 workers (Postgres claim only)",
+        cases=COPIES,
+        processes=PROCESSES,
+        held="0 failures, 1 claim, 1 LLM call, 99 duplicates acknowledged",
+    )
+
+
+def test_redeliveries_spread_over_and_past_the_dedup_window_make_one_analysis(stack, db, proof):
+    fid = add_feedback(db)
+    raw = encode(room_event(event_id="EV_spread"))
+    answers = []
+    base = time.time()
+    # WHEN LiveKit's event comes again across the 24 h ingest window and once past it
+    for hours in SPREAD_HOURS:
+        with time_machine.travel(base + hours * 3600):
+            answers.append(post(stack, raw, headers(raw, ttl_seconds=300)).json())
+            stack.drain()
+    inside = [a for h, a in zip(SPREAD_HOURS, answers, strict=True) if h < 24]
+    # THEN ingest stops those inside the window, and the claim stops the late one
+    assert [a["accepted"] for a in inside] == [1] + [0] * (len(inside) - 1)
+    assert answers[-1]["accepted"] == 1
+    assert stack.fakes.count("llm.chat", ROOM) == 1
+    assert feedback_row(db, fid)["status"] == "completed"
+    assert db.execute("SELECT outcome, deliveries FROM event_log").fetchall() == [("completed", 2)]
+    proof.record(
+        kind="concurrency",
+        flow="livekit",
+        name="re-deliveries over 24.5 h (simulated clock)",
+        cases=len(SPREAD_HOURS),
+        held=f"{len(inside) - 1} stopped at ingest, 1 past the window stopped by the claim, 1 LLM call",
+    )
