@@ -37,7 +37,10 @@ def redrive_event(row: Reaped) -> InboundEvent:
         "room": room,
         "redrive": {"feedback_id": row.id, "attempts": row.attempts, "reason": row.last_error},
     }
-    return InboundEvent(PROVIDER, key, f"livekit:room:{row.room_sid or row.room_name}", "room_finished", payload)
+    # A group of its own: the dead worker's message may still hold the room's group in flight (FIFO
+    # delivers nothing else of a group until then); the claim, not the order, decides who analyses.
+    group = f"livekit:redrive:{row.room_sid or row.room_name}"
+    return InboundEvent(PROVIDER, key, group, "room_finished", payload)
 
 
 def reap(conn: psycopg.Connection[Any]) -> int:

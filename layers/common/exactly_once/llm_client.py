@@ -51,7 +51,7 @@ class LlmClient:
         http = HttpClient(
             base,
             connect_timeout=2.0,
-            read_timeout=float(os.environ.get("LLM_TIMEOUT", "20")),
+            read_timeout=float(os.environ.get("LLM_TIMEOUT", "15")),
             retries=env_int("LLM_RETRIES", 2),
         )
         model = get_secret("LLM_MODEL", required=False) or DEFAULT_MODEL
