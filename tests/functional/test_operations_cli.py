@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from devstack.aws_local import boto_client
+from devstack.fakes import Behaviour
 from exactly_once import cli
 from exactly_once.trace import ingest_record_id
 from tests.graph_support import SUB, add_mail, body, item, post
@@ -170,3 +171,62 @@ def test_the_cli_is_installed_with_the_project():
     assert script.exists(), "run `make install` (pip install -e .)"
     out = subprocess.run([str(script), "quarantine", "--help"], capture_output=True, text=True, check=True).stdout
     assert all(action in out for action in ("list", "show", "replay", "resolve"))
+
+
+def test_a_failed_event_in_the_dlq_is_replayed_once_graph_is_back(stack, db, capsys):
+    # GIVEN Graph failing for longer than every retry: the event ends in the events DLQ
+    add_mail(stack, "m1", "<m1@example.com>")
+    stack.fakes.behaviours["graph.get_message"] = Behaviour(fail_times=1000, fail_status=503)
+    post(stack, body(item("m1")))
+    stack.drain()
+    dlq = stack.aws.physical["EventsDeadLetterQueue"]
+    assert stack.queue_depth("EventsDeadLetterQueue") == 1
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 0
+    listed = run_json(capsys, "--dlq-url", dlq, "dlq", "list")
+    assert [(d["key"], d["provider"]) for d in listed] == [(KEY_M1, "graph")]
+    assert stack.queue_depth("EventsDeadLetterQueue") == 1  # list takes nothing
+    # WHEN Graph is back and the operator replays the DLQ
+    stack.fakes.behaviours.pop("graph.get_message")
+    done = run_json(capsys, "--dlq-url", dlq, "dlq", "replay", "--by", "ops@test", "--note", "Graph outage over")
+    assert [(r["key"], r["previous_outcome"]) for r in done] == [(KEY_M1, None)]
+    stack.drain()
+    # THEN one ticket, the DLQ empty, and the replay recorded with its outcome
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert stack.queue_depth("EventsDeadLetterQueue") == 0
+    assert db.execute("SELECT quarantine_id, requested_by, outcome FROM replay_log").fetchall() == [
+        (None, "ops@test", "ticket")
+    ]
+    assert db.execute("SELECT outcome, replay_of FROM event_log").fetchall() == [("ticket", KEY_M1)]
+
+
+def test_a_notification_the_adapter_could_not_read_is_replayed_from_a_corrected_copy(stack, db, capsys, tmp_path):
+    # GIVEN an authentic Graph item without resourceData.id: quarantined by the worker, nothing fetched
+    add_mail(stack, "m1", "<m1@example.com>")
+    broken = item("m1")
+    del broken["resourceData"]["id"]
+    post(stack, body(broken))
+    stack.drain()
+    qid, qkey, raw = db.execute("SELECT id, event_key, raw FROM quarantine").fetchone()
+    assert qkey.startswith("graph:quarantine:")
+    # WHEN replayed as it is, it is refused and says how to fix it
+    capsys.readouterr()
+    assert cli.main(["quarantine", "replay", str(qid)]) == 2
+    assert "--payload" in capsys.readouterr().err
+    # AND the operator replays a corrected copy of the item
+    fixed = json.loads(raw)
+    fixed["resourceData"]["id"] = "m1"
+    path = tmp_path / "fixed.json"
+    path.write_text(json.dumps(fixed))
+    done = run_json(capsys, "quarantine", "replay", str(qid), "--payload", str(path), "--by", "ops@test")
+    assert done["key"] == KEY_M1
+    stack.drain()
+    # THEN the ticket exists once, and the lineage leads from the quarantined key to it
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert db.execute("SELECT outcome, replay_of FROM event_log WHERE event_key = %s", (KEY_M1,)).fetchone() == (
+        "ticket",
+        qkey,
+    )
+    traced = run_json(capsys, "trace", qkey)
+    assert [(r["replayed_key"], r["outcome"]) for r in traced["replays"]] == [(KEY_M1, "ticket")]
+    assert {e["event_key"]: e["outcome"] for e in traced["events"]} == {qkey: "quarantined", KEY_M1: "ticket"}
+    assert [e["effect"] for e in traced["effects"]] == ["ticket"]

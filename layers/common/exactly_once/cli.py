@@ -4,6 +4,8 @@
     exactly-once quarantine show ID
     exactly-once quarantine replay ID [--note TEXT] [--payload FILE]
     exactly-once quarantine resolve ID --note TEXT
+    exactly-once dlq list [--limit N]
+    exactly-once dlq replay [--limit N] [--note TEXT]
     exactly-once trace KEY [--provider P]
 
 Where things are: Postgres from ``--database-url`` / ``DATABASE_URL``, else the RDS secret
@@ -42,10 +44,17 @@ def main(argv: list[str] | None = None) -> int:
 class Settings:
     """Where the database, the events queue and the idempotency table are, found once."""
 
-    def __init__(self, database_url: str | None, events_queue_url: str | None, idempotency_table: str | None) -> None:
+    def __init__(
+        self,
+        database_url: str | None,
+        events_queue_url: str | None,
+        idempotency_table: str | None,
+        dlq_url: str | None = None,
+    ) -> None:
         self.database_url = database_url
         self.events_queue_url = events_queue_url
         self.idempotency_table = idempotency_table
+        self.dlq_url = dlq_url
 
     @classmethod
     def resolve(cls, args: argparse.Namespace) -> Settings:
@@ -66,6 +75,7 @@ class Settings:
             idempotency_table=args.idempotency_table
             or os.environ.get("IDEMPOTENCY_TABLE")
             or outputs.get("IdempotencyTableName"),
+            dlq_url=args.dlq_url or os.environ.get("EVENTS_DLQ_URL") or outputs.get("EventsDeadLetterQueueUrl"),
         )
 
     def connect(self) -> Any:
@@ -77,6 +87,11 @@ class Settings:
         if not self.events_queue_url:
             raise ExactlyOnceError("no events queue: pass --events-queue-url, set EVENTS_QUEUE_URL or --stack-name")
         return self.events_queue_url
+
+    def require_dlq(self) -> str:
+        if not self.dlq_url:
+            raise ExactlyOnceError("no dead-letter queue: pass --dlq-url, set EVENTS_DLQ_URL or --stack-name")
+        return self.dlq_url
 
 
 def _stack(name: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -188,6 +203,43 @@ def _quarantine_resolve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    from exactly_once import aws, replay
+
+    letters = replay.dead_letters(aws.sqs(), settings.require_dlq(), limit=args.limit)
+    _print_json(
+        [
+            {
+                "message_id": d.message_id,
+                "receives": d.receive_count,
+                "provider": d.event.provider if d.event else None,
+                "key": d.event.key if d.event else None,
+                "kind": d.event.kind if d.event else None,
+                "replay_of": (d.event.replay or {}).get("original_key") if d.event else None,
+            }
+            for d in letters
+        ]
+    )
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from exactly_once import aws, replay
+
+    with settings.connect() as conn:
+        done = replay.replay_dead_letters(
+            conn,
+            aws.sqs(),
+            settings.require_dlq(),
+            settings.require_queue(),
+            by=args.by or _operator(),
+            note=args.note,
+            limit=args.limit,
+        )
+    _print_json([{"replay_id": r.replay_id, "key": r.event_key, "previous_outcome": r.previous_outcome} for r in done])
+    return 0
+
+
 def _trace(args: argparse.Namespace, settings: Settings) -> int:
     from exactly_once import trace
 
@@ -222,6 +274,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stack-name", help="read queue and table names from this CloudFormation stack")
     parser.add_argument("--events-queue-url", help="the events queue (default: EVENTS_QUEUE_URL or the stack)")
     parser.add_argument("--idempotency-table", help="the ingest dedup table (default: IDEMPOTENCY_TABLE or the stack)")
+    parser.add_argument("--dlq-url", help="the events dead-letter queue (default: EVENTS_DLQ_URL or the stack)")
     parser.add_argument(
         "--local", nargs="?", const="env.local.json", help="use the local stack's env.local.json (default path)"
     )
@@ -249,6 +302,17 @@ def _parser() -> argparse.ArgumentParser:
     resolve.add_argument("--note", required=True)
     resolve.add_argument("--by", help="who (default: user@host)")
     resolve.set_defaults(run=_quarantine_resolve)
+
+    dlq = commands.add_parser("dlq", help="events that failed every retry (the events dead-letter queue)")
+    dlq_actions = dlq.add_subparsers(dest="action", required=True)
+    peek = dlq_actions.add_parser("list", help="look at the DLQ without taking anything")
+    peek.add_argument("--limit", type=int, default=20)
+    peek.set_defaults(run=_dlq_list)
+    redrive = dlq_actions.add_parser("replay", help="send failed events back through the worker, with lineage")
+    redrive.add_argument("--limit", type=int, default=10)
+    redrive.add_argument("--note", help="why (kept in replay_log)")
+    redrive.add_argument("--by", help="who (default: user@host)")
+    redrive.set_defaults(run=_dlq_replay)
 
     trace = commands.add_parser("trace", help="what happened to one event, layer by layer")
     trace.add_argument("key", help="the event key (event_log.event_key, e.g. graph:<sub>|created|<id>|<etag>)")

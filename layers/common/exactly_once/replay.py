@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,7 @@ class ReplayNotSentError(ExactlyOnceError):
 
 @dataclass(frozen=True)
 class Replayed:
-    quarantine_id: int
+    quarantine_id: int | None  # None: a replay from the dead-letter queue
     replay_id: int
     event_key: str
     previous_outcome: str | None
@@ -115,14 +116,43 @@ def event_to_replay(
             raise NotReplayableError(f"quarantine row {row['id']}: raw input is not a JSON object")
         # Without the envelope the message group is lost: a group of its own keeps the replay in order with itself.
         event = InboundEvent(row["provider"], row["event_key"], f"{row['provider']}:replay", str(seen[0]), raw)
-    if payload is not None:
+    if payload is not None and event.kind == QUARANTINE_KIND and event.provider in REBUILDERS:
+        # The adapter could not read the item: the corrected item goes through the adapter again.
+        event = REBUILDERS[event.provider](payload)
+        if event.kind == QUARANTINE_KIND:
+            raise NotReplayableError(f"the corrected payload is still unreadable: {event.payload.get('reason')}")
+    elif payload is not None:
         event = InboundEvent(event.provider, event.key, event.group, event.kind, payload, event.received_at)
     if event.kind == QUARANTINE_KIND:
         raise NotReplayableError(
             f"quarantine row {row['id']} is a delivery the adapter could not read ({row['provider']}): "
-            "the provider will not send it differently; resolve it with a note"
+            + (
+                "replay it with --payload, a corrected copy of the item"
+                if row["provider"] in REBUILDERS
+                else "the provider will not send it differently; resolve it with a note"
+            )
         )
     return event
+
+
+def _rebuild_graph(item: dict[str, Any]) -> InboundEvent:
+    """A Graph notification item through the Graph adapter, as ingest would have split it.
+
+    Its clientState was checked when it arrived (the quarantine row exists because it passed).
+    """
+    from exactly_once.adapters.graph import GraphAdapter
+    from exactly_once.http import Request
+
+    raw = json.dumps({"value": [item]}).encode()
+    client_state = item.get("clientState") if isinstance(item.get("clientState"), str) else ""
+    split = GraphAdapter(str(client_state)).split(Request("POST", "/webhooks/graph", raw, {}, {}))
+    if len(split.events) != 1:
+        raise NotReplayableError("the corrected payload is not one Graph notification item")
+    return split.events[0]
+
+
+# provider -> builds the event from a corrected item, for rows the adapter itself could not read.
+REBUILDERS: dict[str, Callable[[dict[str, Any]], InboundEvent]] = {"graph": _rebuild_graph}
 
 
 def replay(
@@ -144,22 +174,140 @@ def replay(
         if row["status"] not in REPLAYABLE:
             raise NotReplayableError(f"quarantine row {quarantine_id} is {row['status']}, not open")
         event = event_to_replay(conn, row, payload)
-        seen = conn.execute(q("ops_event_outcome"), {"provider": event.provider, "event_key": event.key}).fetchone()
-        previous = None if seen is None else str(seen[1])
-        replay_id, at = conn.execute(
-            q("ops_replay_insert"),
-            {
-                "quarantine_id": quarantine_id,
-                "provider": event.provider,
-                "event_key": event.key,
-                "previous_outcome": previous,
-                "by": by,
-                "note": note,
-            },
-        ).fetchone() or (None, None)
-        if replay_id is None or not isinstance(at, dt.datetime):
-            raise ExactlyOnceError("replay_log insert returned no row")
         conn.execute(q("ops_quarantine_handle"), {"id": quarantine_id, "status": "replayed", "note": note, "by": by})
+        # In the same transaction: a row marked replayed always has its replay_log entry.
+        record = _record_replay(conn, event, quarantine_id, by=by, note=note, original_key=row["event_key"])
+    # Sent after the commit: the worker must find the row already replayed (see the module docstring).
+    return _send_replay(conn, sqs, queue_url, event, record)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    receive_count: int
+    event: InboundEvent | None  # None: the body is not an event this bundle wrote
+    body: str
+
+
+def dead_letters(sqs: SQSClient, dlq_url: str, limit: int = 10) -> list[DeadLetter]:
+    """A look at the DLQ without taking anything: the messages come back visible at once."""
+    found: list[DeadLetter] = []
+    seen: set[str] = set()
+    while len(found) < limit:
+        got = sqs.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=min(10, limit - len(found)),
+            VisibilityTimeout=0,
+            AttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        fresh = [m for m in got if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        for message in fresh:
+            seen.add(message["MessageId"])
+            found.append(_dead_letter(message))
+    return found
+
+
+def replay_dead_letters(
+    conn: psycopg.Connection[Any],
+    sqs: SQSClient,
+    dlq_url: str,
+    queue_url: str,
+    *,
+    by: str,
+    note: str | None = None,
+    limit: int = 10,
+) -> list[Replayed]:
+    """Move failed events from the DLQ back to the events queue, each with a replay marker and a replay_log row.
+
+    Sent first, deleted from the DLQ after: a crash in between leaves the event in both, and the
+    second replay is settled by the effect's own guarantees (same key, same locks and constraints).
+    """
+    done: list[Replayed] = []
+    while len(done) < limit:
+        got = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=min(10, limit - len(done)), VisibilityTimeout=60
+        ).get("Messages", [])
+        if not got:
+            break
+        for message in got:
+            letter = _dead_letter(message)
+            if letter.event is None:
+                # Not ours to replay: visible again for `dlq list`, and an operator.
+                sqs.change_message_visibility(
+                    QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+                continue
+            record = _record_replay(conn, letter.event, None, by=by, note=note)
+            done.append(_send_replay(conn, sqs, queue_url, letter.event, record))
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+        if all(_dead_letter(m).event is None for m in got):
+            break
+    return done
+
+
+def _dead_letter(message: Any) -> DeadLetter:
+    body = str(message.get("Body") or "")
+    try:
+        event: InboundEvent | None = InboundEvent.from_message(body)
+    except (ValueError, KeyError, TypeError):
+        event = None
+    count = int((message.get("Attributes") or {}).get("ApproximateReceiveCount") or 0)
+    return DeadLetter(str(message["MessageId"]), count, event, body)
+
+
+@dataclass(frozen=True)
+class _Record:
+    replay_id: int
+    at: dt.datetime
+    quarantine_id: int | None
+    previous_outcome: str | None
+    by: str
+    original_key: str
+
+
+def _record_replay(
+    conn: psycopg.Connection[Any],
+    event: InboundEvent,
+    quarantine_id: int | None,
+    *,
+    by: str,
+    note: str | None,
+    original_key: str | None = None,
+) -> _Record:
+    """The replay_log row, under the key the operator knows: the quarantined or dead-lettered one."""
+    original = original_key or (event.replay or {}).get("original_key") or event.key
+    seen = conn.execute(q("ops_event_outcome"), {"provider": event.provider, "event_key": original}).fetchone()
+    previous = None if seen is None else str(seen[1])
+    row = conn.execute(
+        q("ops_replay_insert"),
+        {
+            "quarantine_id": quarantine_id,
+            "provider": event.provider,
+            "event_key": original,
+            "replayed_key": None if event.key == original else event.key,
+            "previous_outcome": previous,
+            "by": by,
+            "note": note,
+        },
+    ).fetchone()
+    if row is None or not isinstance(row[1], dt.datetime):
+        raise ExactlyOnceError("replay_log insert returned no row")
+    return _Record(int(row[0]), row[1], quarantine_id, previous, by, original)
+
+
+def _send_replay(
+    conn: psycopg.Connection[Any], sqs: SQSClient, queue_url: str, event: InboundEvent, record: _Record
+) -> Replayed:
+    """Put the event on the events queue with its replay marker; a refusal is recorded, and re-raised."""
+    replay_id, at, by, quarantine_id, previous = (
+        record.replay_id,
+        record.at,
+        record.by,
+        record.quarantine_id,
+        record.previous_outcome,
+    )
     marked = InboundEvent(
         event.provider,
         event.key,
@@ -168,7 +316,7 @@ def replay(
         event.payload,
         event.received_at,
         replay={
-            "original_key": event.key,
+            "original_key": record.original_key,
             "by": by,
             "at": at.isoformat(),
             "quarantine_id": quarantine_id,
@@ -187,7 +335,7 @@ def replay(
         raise ReplayNotSentError(f"the events queue refused the replay: {exc}") from exc
     message_id = str(sent.get("MessageId") or "")
     conn.execute(q("ops_replay_sent"), {"id": replay_id, "message_id": message_id})
-    return Replayed(quarantine_id, int(replay_id), event.key, previous, message_id)
+    return Replayed(quarantine_id, replay_id, event.key, previous, message_id)
 
 
 def settled(conn: psycopg.Connection[Any], event: InboundEvent, outcome: str) -> None:
@@ -197,7 +345,7 @@ def settled(conn: psycopg.Connection[Any], event: InboundEvent, outcome: str) ->
         return
     conn.execute(
         q("ops_replay_settled"),
-        {"id": int(replay_id), "provider": event.provider, "event_key": event.key, "outcome": outcome},
+        {"id": int(replay_id), "provider": event.provider, "outcome": outcome},
     )
 
 

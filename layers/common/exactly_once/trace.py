@@ -83,10 +83,14 @@ def trace(
     }
     if dynamodb is not None and idempotency_table and provider:
         result["ingest"] = ingest_record(dynamodb, idempotency_table, provider, key)
+    for replay in result["replays"]:
+        if replay["replayed_key"]:
+            # A corrected payload travelled under a key of its own: its event log row is part of this story.
+            events.extend(_rows(conn, "ops_trace_event", replay["replayed_key"], provider))
     tracer = EFFECT_TRACERS.get(provider or "")
     for event in events:
         if tracer is not None:
-            result["effects"].extend(tracer(conn, key, event))
+            result["effects"].extend(tracer(conn, str(event["event_key"]), event))
     result["stopped"] = _stopped(result)
     return result
 
@@ -105,7 +109,13 @@ def _stopped(result: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     for event in result["events"]:
-        again = int(event["deliveries"]) - 1 - sum(1 for r in result["replays"] if r["outcome"])
+        # Replays under the same key count as deliveries too; they were not duplicates.
+        replayed = (
+            0
+            if event["event_key"] != result["key"]
+            else sum(1 for r in result["replays"] if r["outcome"] and not r["replayed_key"])
+        )
+        again = int(event["deliveries"]) - 1 - replayed
         if again > 0:
             stopped.append(
                 {

@@ -12,7 +12,8 @@ CREATE TABLE IF NOT EXISTS replay_log (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     quarantine_id    bigint REFERENCES quarantine (id),
     provider         text NOT NULL,
-    event_key        text NOT NULL,
+    event_key        text NOT NULL,   -- the key the operator replayed (the quarantined or dead-lettered one)
+    replayed_key     text,            -- the key the replay travelled under, when a corrected payload changed it
     previous_outcome text,            -- event_log.outcome when the replay was asked for
     requested_by     text NOT NULL,
     requested_at     timestamptz NOT NULL DEFAULT now(),

@@ -35,8 +35,8 @@ SELECT provider, status, count(*) FROM quarantine GROUP BY provider, status ORDE
 SELECT kind, outcome FROM event_log WHERE provider = %(provider)s AND event_key = %(event_key)s;
 
 -- name: ops_replay_insert
-INSERT INTO replay_log (quarantine_id, provider, event_key, previous_outcome, requested_by, note)
-VALUES (%(quarantine_id)s, %(provider)s, %(event_key)s, %(previous_outcome)s, %(by)s, %(note)s)
+INSERT INTO replay_log (quarantine_id, provider, event_key, replayed_key, previous_outcome, requested_by, note)
+VALUES (%(quarantine_id)s, %(provider)s, %(event_key)s, %(replayed_key)s, %(previous_outcome)s, %(by)s, %(note)s)
 RETURNING id, requested_at;
 
 -- name: ops_replay_sent
@@ -53,7 +53,7 @@ UPDATE quarantine SET status = 'open', updated_at = now()
 -- name: ops_replay_settled
 -- The worker settled a replay: what it made of it.
 UPDATE replay_log SET outcome = %(outcome)s, settled_at = now()
- WHERE id = %(id)s AND provider = %(provider)s AND event_key = %(event_key)s;
+ WHERE id = %(id)s AND provider = %(provider)s;
 
 -- name: ops_trace_event
 SELECT provider, event_key, kind, outcome, effect_id, deliveries, replay_of, first_seen_at, last_seen_at
@@ -67,7 +67,8 @@ SELECT id, provider, event_key, external_id, reason, status, attempts, note, han
  ORDER BY id;
 
 -- name: ops_trace_replays
-SELECT id, quarantine_id, previous_outcome, requested_by, requested_at, note, queue_message_id, outcome, settled_at
+SELECT id, quarantine_id, replayed_key, previous_outcome, requested_by, requested_at, note, queue_message_id,
+       outcome, settled_at
   FROM replay_log
  WHERE event_key = %(event_key)s AND (%(provider)s::text IS NULL OR provider = %(provider)s::text)
  ORDER BY id;
