@@ -17,6 +17,7 @@ from exactly_once.crash import crashpoint
 from exactly_once.errors import HttpError
 from exactly_once.mailbox_jobs import PROVIDER, Created, JobStatus
 from exactly_once.queries import q
+from exactly_once.settings import env_int
 from exactly_once.telemetry import Metric, counters, logger
 
 if TYPE_CHECKING:
@@ -88,7 +89,9 @@ def trigger(conn: psycopg.Connection[Any], sqs: SQSClient, queue_url: str, user_
 def tick(conn: psycopg.Connection[Any], sqs: SQSClient, queue_url: str, now: datetime) -> TickResult:
     """The scheduler: relay unsent jobs, then one job per due user without a pending job."""
     result = TickResult(slot=mailbox_jobs.slot_of(now))
-    result.relayed = mailbox_jobs.relay_unsent(conn, sqs, queue_url)
+    # A job left 'scheduled' longer than the grace was not sent (or its sender died): send it now.
+    grace = env_int("MAILBOX_RELAY_GRACE_SECONDS", 30)
+    result.relayed = mailbox_jobs.relay_unsent(conn, sqs, queue_url, grace_seconds=grace)
     due = conn.execute(q("mailbox_users_due"), {"slot": result.slot, "limit": 1000}).fetchall()
     for user_id, _interval, pending_job, pending_status, pending_since in due:
         if pending_job is not None:
