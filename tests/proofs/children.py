@@ -92,3 +92,11 @@ def call(path: str, *args: Any) -> Any:
     """Any library function ``module:function`` (a reaper, a relay, a job step), with a fresh connection."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)(*args)
+
+
+def reap(only: list[str] | None = None) -> dict[str, int]:
+    """The scheduled ClaimReaperFunction's work: every registered reaper (or ``only`` these), once."""
+    from exactly_once import db
+    from exactly_once.reaper import run_all
+
+    return run_all(db.connection(), only=only)

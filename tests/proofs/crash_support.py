@@ -15,32 +15,46 @@ WORKER = "EventWorkerFunction"
 EVENTS_QUEUE = "EventsQueue"
 
 
-def crash_env(stack: Stack, boundary: str) -> dict[str, str]:
-    return {**stack.env, "EO_CRASH_AT": boundary}
+def crash_env(stack: Stack, boundary: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**stack.env, **(extra or {}), "EO_CRASH_AT": boundary}
 
 
 def kill_http(
-    stack: Stack, boundary: str, function: str, method: str, url: str, body: bytes, headers: dict[str, str]
+    stack: Stack,
+    boundary: str,
+    function: str,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    extra_env: dict[str, str] | None = None,
 ) -> ChildResult:
     """The real HTTP handler in a child armed to SIGKILL itself at ``boundary``; it must die there."""
-    result = run_child(
-        "tests.proofs.children:http_call", (function, method, url, body, headers), crash_env(stack, boundary)
-    )
+    args = (function, method, url, body, headers)
+    result = run_child("tests.proofs.children:http_call", args, crash_env(stack, boundary, extra_env))
     assert result.killed, f"{function} did not die at {boundary}: {result}"
     return result
 
 
-def kill_poll(stack: Stack, boundary: str, function: str = WORKER, queue: str = EVENTS_QUEUE) -> ChildResult:
+def kill_poll(
+    stack: Stack,
+    boundary: str,
+    function: str = WORKER,
+    queue: str = EVENTS_QUEUE,
+    extra_env: dict[str, str] | None = None,
+) -> ChildResult:
     """One SQS poll of the real worker in a child armed at ``boundary``: the batch stays in flight."""
     args = (function, stack.aws.physical[queue], stack.aws.arns[queue])
-    result = run_child("tests.proofs.children:poll_once", args, crash_env(stack, boundary))
+    result = run_child("tests.proofs.children:poll_once", args, crash_env(stack, boundary, extra_env))
     assert result.killed, f"{function} did not die at {boundary}: {result}"
     return result
 
 
-def kill_call(stack: Stack, boundary: str, path: str, *args: Any) -> ChildResult:
+def kill_call(
+    stack: Stack, boundary: str, path: str, *args: Any, extra_env: dict[str, str] | None = None
+) -> ChildResult:
     """A library function (reaper, relay, scheduler step) in a child armed at ``boundary``."""
-    result = run_child("tests.proofs.children:call", (path, *args), crash_env(stack, boundary))
+    result = run_child("tests.proofs.children:call", (path, *args), crash_env(stack, boundary, extra_env))
     assert result.killed, f"{path} did not die at {boundary}: {result}"
     return result
 
