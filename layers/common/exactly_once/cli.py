@@ -89,9 +89,29 @@ class Settings:
         return self.events_queue_url
 
     def require_dlq(self) -> str:
+        if not self.dlq_url and self.events_queue_url:
+            self.dlq_url = _dead_letter_queue_of(self.events_queue_url)
         if not self.dlq_url:
             raise ExactlyOnceError("no dead-letter queue: pass --dlq-url, set EVENTS_DLQ_URL or --stack-name")
         return self.dlq_url
+
+
+def _dead_letter_queue_of(queue_url: str) -> str | None:
+    """The events queue's own redrive target: works the same on AWS and on the local stack."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from exactly_once import aws
+
+    try:
+        sqs = aws.sqs()
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+        if "RedrivePolicy" not in attrs:
+            return None
+        arn = str(json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"])
+        _, _, _, _, account, name = arn.split(":", 5)
+        return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+    except (BotoCoreError, ClientError, ValueError, KeyError) as exc:
+        raise ExactlyOnceError(f"cannot find the events queue's dead-letter queue: {exc}") from exc
 
 
 def _stack(name: str) -> tuple[dict[str, str], dict[str, str]]:
