@@ -30,7 +30,7 @@ def _start_in_one_slot(lead: float = 4.0) -> float:
     return start
 
 
-def test_a_tick_and_ten_trigger_processes_make_one_job_and_ten_conflicts_name_it(stack, db, mailbox_user):
+def test_a_tick_and_ten_trigger_processes_make_one_job_and_ten_conflicts_name_it(stack, db, mailbox_user, proof):
     mailbox_user("alice")
     start = _start_in_one_slot()
     # WHEN a scheduler tick and ten POST /jobs/alice/trigger run at once in 6 processes
@@ -55,9 +55,19 @@ def test_a_tick_and_ten_trigger_processes_make_one_job_and_ten_conflicts_name_it
         assert body["job_status"]["has_scheduled_job"] or body["job_status"]["has_queued_job"]
         assert body["job_status"]["has_running_job"] is False
     assert stack.queue_depth("JobsQueue") == 1
+    proof.record(
+        kind="concurrency",
+        flow="mailbox",
+        name="a scheduler tick + 10 manual triggers for one user at once",
+        cases=11,
+        processes=6,
+        held=(
+            f"{len(rows)} job; {len(accepted)} x 202 + tick {tick_result['enqueued']}, {len(conflicts)} x 409 naming it"
+        ),
+    )
 
 
-def test_one_job_delivered_to_four_workers_at_once_opens_one_imap_connection(stack, db, mailbox_user):
+def test_one_job_delivered_to_four_workers_at_once_opens_one_imap_connection(stack, db, mailbox_user, proof):
     user = mailbox_user("alice")
     for i in range(5):
         user.add_mail(f"<w{i}@bank.example>")
@@ -73,6 +83,14 @@ def test_one_job_delivered_to_four_workers_at_once_opens_one_imap_connection(sta
     assert user.logins == 1
     assert user.max_connections_at_once == 1
     assert db.execute("SELECT count(*), max(deliveries) FROM event_log").fetchone() == (5, 1)
+    proof.record(
+        kind="concurrency",
+        flow="mailbox",
+        name="one job delivered to 4 workers at once",
+        cases=4,
+        processes=4,
+        held=f"1 job run, {user.logins} IMAP login, {user.max_connections_at_once} connection at once, 5 mails once",
+    )
 
 
 def mailbox_support_trigger(stack) -> str:
