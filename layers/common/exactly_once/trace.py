@@ -150,7 +150,42 @@ def _graph_effects(conn: psycopg.Connection[Any], key: str, event: dict[str, Any
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
+def _livekit_effects(conn: psycopg.Connection[Any], key: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """room_finished: the room's feedback claim (status, attempts, lease), found by the room in the payload."""
+    if event.get("kind") != "room_finished":
+        return []
+    row = conn.execute(q("ops_trace_event_payload"), {"provider": "livekit", "event_key": key}).fetchone()
+    room = ((row[0] if row else None) or {}).get("room") or {}
+    sid, name = room.get("sid"), room.get("name")
+    if not sid and not name:
+        return []
+    return _query(conn, "ops_trace_livekit_feedback", {"sid": sid or None, "name": name})
+
+
+def _whatsapp_effects(conn: psycopg.Connection[Any], key: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message: the stored row and the reply's send; a status: the send it is about and the delivery state."""
+    if key.startswith("whatsapp:msg:"):
+        wamid = key.removeprefix("whatsapp:msg:")
+        return _query(conn, "ops_trace_whatsapp_message", {"wamid": wamid}) + _query(
+            conn, "ops_trace_send", {"idempotency_key": f"reply:{wamid}", "provider_message_id": None}
+        )
+    if key.startswith("whatsapp:status:"):
+        wamid = key.removeprefix("whatsapp:status:").rsplit(":", 1)[0]
+        return _query(conn, "ops_trace_send", {"idempotency_key": None, "provider_message_id": wamid}) + _query(
+            conn, "ops_trace_delivery", {"wamid": wamid}
+        )
+    return []
+
+
+def _query(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    cur = conn.execute(q(name), params)
+    names = [c.name for c in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
 # provider -> the rows its flow keeps for an event (claims, attempts, the effect); others show the event log only.
 EFFECT_TRACERS: dict[str, EffectTracer] = {
     "graph": _graph_effects,
+    "livekit": _livekit_effects,
+    "whatsapp": _whatsapp_effects,
 }

@@ -101,3 +101,29 @@ UNION ALL
 SELECT 'mailbox', count(*) FROM mailbox_jobs
  WHERE status IN ('scheduled', 'queued', 'running')
    AND COALESCE(lease_until, updated_at) < now() - interval '5 minutes';
+
+-- name: ops_trace_event_payload
+SELECT payload FROM event_log WHERE provider = %(provider)s AND event_key = %(event_key)s;
+
+-- name: ops_trace_livekit_feedback
+-- The feedback claim of a room: status, attempts, whether a claim is held and until when.
+SELECT 'feedback' AS effect, id, status::text AS status, attempts, claim_token IS NOT NULL AS claimed, lease_until,
+       last_error, completed_at, updated_at
+  FROM user_feedback
+ WHERE room_sid = %(sid)s OR (%(sid)s::text IS NULL AND room_name = %(name)s)
+ ORDER BY created_at;
+
+-- name: ops_trace_whatsapp_message
+SELECT 'whatsapp_message' AS effect, id, wamid, type, received_at FROM whatsapp_messages WHERE wamid = %(wamid)s;
+
+-- name: ops_trace_send
+-- A send: by its idempotency key (the reply to a message) or by the provider's message id (a status).
+SELECT 'send' AS effect, id, idempotency_key, channel, status::text AS status, attempts, reconcile_attempts,
+       claim_token IS NOT NULL AS claimed, lease_until, provider_message_id, sent_at, last_error
+  FROM send_queue
+ WHERE idempotency_key = %(idempotency_key)s OR provider_message_id = %(provider_message_id)s
+ ORDER BY id;
+
+-- name: ops_trace_delivery
+SELECT 'delivery_status' AS effect, provider_message_id, status, status_at, updated_at
+  FROM message_delivery WHERE provider_message_id = %(wamid)s;

@@ -1,0 +1,44 @@
+"""`exactly-once trace` on the other flows: the effect rows, claims and attempts each flow keeps."""
+
+from __future__ import annotations
+
+import json
+
+from exactly_once import cli
+from tests import livekit_support, whatsapp_support
+
+
+def trace(capsys, key: str):
+    capsys.readouterr()
+    assert cli.main(["trace", key, "--no-aws"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_trace_of_a_livekit_room_finished_shows_the_feedback_claim_and_its_attempts(stack, db, capsys):
+    fid = livekit_support.add_feedback(db)
+    body = livekit_support.encode(livekit_support.room_event(event_id="EV_finish_1"))
+    livekit_support.post(stack, body)
+    stack.drain()
+    traced = trace(capsys, "livekit:EV_finish_1")
+    assert traced["events"][0]["outcome"] == "completed"
+    (effect,) = traced["effects"]
+    assert (effect["effect"], str(effect["id"]), effect["status"], effect["attempts"]) == (
+        "feedback",
+        fid,
+        "completed",
+        1,
+    )
+    assert effect["claimed"] is True  # the completed claim keeps its token: the fence of the last worker
+    assert "ingest" not in traced  # --no-aws
+
+
+def test_trace_of_a_whatsapp_message_shows_the_stored_message_and_its_reply(stack, db, capsys):
+    whatsapp_support.post(stack, whatsapp_support.one_text("wamid.T1", "test"))
+    whatsapp_support.post(stack, whatsapp_support.one_text("wamid.T1", "test"))
+    stack.drain()
+    traced = trace(capsys, "whatsapp:msg:wamid.T1")
+    assert traced["events"][0]["outcome"] == "replied"
+    kinds = {e["effect"]: e for e in traced["effects"]}
+    assert kinds["whatsapp_message"]["wamid"] == "wamid.T1"
+    assert kinds["send"]["idempotency_key"] == "reply:wamid.T1"
+    assert "text" not in kinds["whatsapp_message"]  # trace shows ids and states, not message bodies
