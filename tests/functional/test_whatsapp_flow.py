@@ -195,3 +195,19 @@ def test_sample_events_are_signed_with_the_test_secrets(stack, db):
             assert body == expected
     stack.drain()
     assert replies(db)[0][3] == "test is working"
+
+
+def test_a_batch_with_copies_inside_is_deduped_concurrently_at_ingest(stack, db):
+    # GIVEN one POST of 60 messages where 20 appear twice, and a status twice
+    messages = [text_message(f"wamid.C{i}", f"m{i}") for i in range(40)]
+    copies = messages + messages[:20]
+    payload = envelope(entry(change(messages=copies, statuses=[status("wamid.O", "read")] * 2)))
+    first = post(stack, payload)
+    # THEN each distinct update is accepted once, the copies are counted as duplicates
+    assert first.json() == {"accepted": 41, "duplicates": 21, "rejected": 0}
+    assert stack.queue_depth("EventsQueue") == 41
+    # AND the same POST again is all duplicates, and nothing more is queued
+    assert post(stack, payload).json() == {"accepted": 0, "duplicates": 62, "rejected": 0}
+    stack.drain()
+    assert db.execute("SELECT count(*) FROM whatsapp_messages").fetchone()[0] == 40
+    assert db.execute("SELECT count(*) FROM send_queue").fetchone()[0] == 40

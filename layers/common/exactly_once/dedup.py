@@ -15,6 +15,7 @@ once the invocation's deadline has passed.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
@@ -66,6 +67,14 @@ class IngestDeduper:
 
     def complete(self, key: str, result: dict[str, Any]) -> None:
         self._layer.save_success({"key": key}, result)
+
+    def reserve_many(self, keys: Sequence[str], remaining_ms: int | None) -> Iterator[Reservation]:
+        """Reserve keys in order (lazily: a failure leaves the later keys untouched)."""
+        return (self.reserve(key, remaining_ms) for key in keys)
+
+    def complete_many(self, keys: Sequence[str], result: dict[str, Any]) -> None:
+        for key in keys:
+            self.complete(key, result)
 
     def release(self, key: str, exc: Exception) -> None:
         self._layer.delete_record({"key": key}, exc)

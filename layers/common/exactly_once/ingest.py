@@ -78,8 +78,9 @@ class WebhookIngest:
         # A batch has no single key: each line carries its own "key".
         logger.set_correlation_id(events[0].key if len(events) == 1 else None)
         try:
-            for event in events:
-                outcome = self.deduper.reserve(event.key, remaining_ms)
+            for event, outcome in zip(
+                events, self.deduper.reserve_many([e.key for e in events], remaining_ms), strict=True
+            ):
                 if outcome is Reservation.NEW:
                     fresh.append(event)
                 else:
@@ -102,19 +103,19 @@ class WebhookIngest:
             raise ServiceUnavailableError("queue unavailable, retry later") from exc
         crashpoint(f"{provider}.ingest.after_enqueue")
         failed_keys = {event.key for event in failed}
-        for event in fresh:
-            if event.key not in failed_keys:
-                self.deduper.complete(event.key, {"queued": True})
-                logger.info(
-                    "event accepted",
-                    extra={
-                        "provider": provider,
-                        "key": event.key,
-                        "kind": event.kind,
-                        "layer": "ingest",
-                        "outcome": "accepted",
-                    },
-                )
+        queued = [event for event in fresh if event.key not in failed_keys]
+        self.deduper.complete_many([event.key for event in queued], {"queued": True})
+        for event in queued:
+            logger.info(
+                "event accepted",
+                extra={
+                    "provider": provider,
+                    "key": event.key,
+                    "kind": event.kind,
+                    "layer": "ingest",
+                    "outcome": "accepted",
+                },
+            )
         if failed:
             self._release(failed, RuntimeError("SendMessageBatch refused the entry"))
             raise ServiceUnavailableError(f"{len(failed)} of {len(fresh)} events were not queued, retry later")

@@ -109,6 +109,8 @@ def _enqueue_reply(conn: psycopg.Connection[Any], message: InboundMessage, text:
         )
     except send_queue.IdempotencyConflictError as exc:
         return send_queue.Enqueued(exc.existing_id, created=False, status="existing")
+    except send_queue.InvalidSendError as exc:
+        raise PermanentEventError(f"reply cannot be queued: {exc}") from exc
 
 
 def _relay(send_id: int) -> None:
