@@ -347,3 +347,16 @@ def test_last_check_time_never_moves_back_and_a_stale_claim_finishes_nothing(sta
     assert stale is None
     assert jobs(db, "alice")[0][4] == 0
     assert db.execute("SELECT last_check_time FROM mailbox_configs").fetchone()[0] == ahead
+
+
+def test_an_unreadable_job_message_is_quarantined_not_retried(stack, db):
+    # WHEN a message that is not a job reaches the JobsQueue
+    stack.sqs().send_message(
+        QueueUrl=stack.env["JOBS_QUEUE_URL"], MessageBody="not json", MessageGroupId="g", MessageDeduplicationId="x1"
+    )
+    drain_jobs(stack)
+    # THEN it is kept in quarantine with its body and the reason, and acknowledged
+    row = db.execute("SELECT provider, reason, raw FROM quarantine").fetchone()
+    assert row[0] == "mailbox" and row[1].startswith("unreadable mailbox job message")
+    assert json.loads(row[2]) == {"body": "not json"}
+    assert stack.queue_depth("JobsQueue") == 0

@@ -191,9 +191,18 @@ class MailboxJobWorker:
     def handle_record(self, record: SQSRecord) -> str:
         try:
             job_id = str(json.loads(record.body)["job_id"])
-        except (ValueError, KeyError, TypeError):
-            logger.error("unreadable mailbox job message; dropping", extra={"message_id": record.message_id})
-            return "unreadable"
+        except (ValueError, KeyError, TypeError) as exc:
+            # Kept, never dropped: the raw body and the reason go to quarantine, and the message is acknowledged.
+            store.quarantine(
+                db.connection(),
+                provider=PROVIDER,
+                event_key=f"sqs:{record.message_id}",
+                reason=f"unreadable mailbox job message: {exc}",
+                raw=json.dumps({"body": record.body}),
+            )
+            counters.incr(PROVIDER, Metric.QUARANTINED)
+            logger.warning("unreadable mailbox job message quarantined", extra={"message_id": record.message_id})
+            return "quarantined"
         logger.set_correlation_id(job_id)
         try:
             try:
