@@ -184,7 +184,10 @@ class LocalStack:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "POWERTOOLS_METRICS_DISABLED": "true",  # EMF blobs on stdout would drown the console
         }
-        template_params = self._secrets_in_moto(secrets)
+        # The app secret also carries the fakes' URLs: `sam local` passes only declared variables,
+        # and the library reads LLM_BASE_URL and friends through get_secret.
+        urls = {k: v for k, v in parameters.items() if k.endswith(("_BASE_URL", "_TOKEN_URL"))}
+        template_params = self._secrets_in_moto({**secrets, **urls})
         wanted: dict[str, dict[str, str]] = {"Parameters": parameters}
         for function in self.template.functions():
             resolved = self.aws.function_env(function, template_params)
