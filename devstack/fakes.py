@@ -196,6 +196,9 @@ class FakeProviders:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle on, a keep-alive client waits for
+            # its delayed ACK (~40 ms a call), which would dominate any "fake answers at once" run.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
