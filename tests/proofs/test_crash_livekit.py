@@ -136,9 +136,11 @@ def test_sigkill_at_boundary_then_recovery_stores_one_analysis(stack, db, proof,
     assert row["status"] == "completed" and row["analysis"]["attempt"] == row["attempts"]
     assert stack.fakes.count("llm.chat", ROOM) == llm_calls
     assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
-    assert db.execute("SELECT outcome FROM event_log WHERE event_key = 'livekit:EV_crash_proof'").fetchone() == (
-        "completed",
-    )
+    # one completed outcome in the event log (under the original event, or the reaper's re-drive of it),
+    # and the original delivery settled either way
+    outcomes = dict(db.execute("SELECT event_key, outcome FROM event_log").fetchall())
+    assert list(outcomes.values()).count("completed") == 1
+    assert outcomes["livekit:EV_crash_proof"] in ("completed", "duplicate")
     assert stack.queue_depth("EventsQueue") == 0 and dlq_depth(stack) == 0
     proof.record(
         kind="crash",
