@@ -10,12 +10,28 @@ from exactly_once.queue import EventQueue
 from exactly_once.settings import IngestSettings
 
 
-def webhook_ingest(adapter: WebhookAdapter, settings: IngestSettings | None = None) -> WebhookIngest:
+def webhook_ingest(
+    adapter: WebhookAdapter, settings: IngestSettings | None = None, *, dedup_workers: int = 1
+) -> WebhookIngest:
+    """``dedup_workers`` > 1: the events of one delivery are deduped concurrently (big batches, e.g. Meta's)."""
     settings = settings or IngestSettings.from_env()
-    deduper = IngestDeduper(
-        settings.idempotency_table,
-        key_prefix=f"{adapter.provider}-ingest",
-        window_seconds=adapter.dedup_window_seconds,
-        client=aws.dynamodb(),
-    )
+    key_prefix = f"{adapter.provider}-ingest"
+    deduper: IngestDeduper
+    if dedup_workers > 1:
+        from exactly_once.concurrent_dedup import ConcurrentDeduper
+
+        deduper = ConcurrentDeduper(
+            settings.idempotency_table,
+            key_prefix=key_prefix,
+            window_seconds=adapter.dedup_window_seconds,
+            client=aws.dynamodb(),
+            workers=dedup_workers,
+        )
+    else:
+        deduper = IngestDeduper(
+            settings.idempotency_table,
+            key_prefix=key_prefix,
+            window_seconds=adapter.dedup_window_seconds,
+            client=aws.dynamodb(),
+        )
     return WebhookIngest(adapter, deduper, EventQueue(settings.events_queue_url, aws.sqs()), settings.max_body_bytes)
