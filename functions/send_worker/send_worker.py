@@ -28,7 +28,10 @@ def handle_record(record: SQSRecord) -> str:
         counters.incr(PROVIDER, Metric.QUARANTINED)
         return "quarantined"
     logger.set_correlation_id(f"send:{send_id}")
-    outcome = deliver(db.connection(), send_id)
+    try:
+        outcome = deliver(db.connection(), send_id)
+    finally:
+        logger.remove_keys(["send_id", "channel"])
     logger.info("send handled", extra={"send_id": send_id, "outcome": outcome})
     return outcome
 

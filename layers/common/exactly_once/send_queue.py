@@ -171,7 +171,12 @@ def relay(ids: Sequence[int]) -> int:
     """After commit: put these rows' waiting outbox records on the SendQueue; return how many went."""
     if not ids:
         return 0
-    return relay_outbox(db.connection(), list(ids))
+    conn = db.connection()
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # Inside the enqueueing transaction a worker could receive the message before the row
+        # is visible, and the record would be marked relayed: refuse, loudly.
+        raise RuntimeError("send_queue.relay() runs after the enqueueing transaction commits")
+    return relay_outbox(conn, list(ids))
 
 
 def relay_outbox(
