@@ -31,7 +31,8 @@ MIN_SECRET_LENGTH = 16
 class UnipileAdapter(WebhookAdapter):
     provider = "unipile"
     accepted_status = 200  # Unipile retries anything but a 200
-    content_types = ("application/json",)  # create the webhook with format "json" (the default)
+    # Create the webhook with format "json" (the default); a missing content type is tolerated, not a form.
+    content_types = ("application/json", "")
 
     def __init__(self, secret: str, header: str = DEFAULT_HEADER, dedup_window_seconds: int = 24 * 3600) -> None:
         if not secret:
