@@ -149,3 +149,34 @@ def test_wrong_content_type_is_415(stack):
     answer = post(stack, raw, headers=headers)
     assert answer.status == 415
     assert answer.json()["error"] == "unsupported_media_type"
+
+
+def test_a_failed_dedup_write_releases_the_whole_batch_and_the_retry_gets_in(stack):
+    from botocore.exceptions import EndpointConnectionError
+
+    from exactly_once import aws
+    from exactly_once.adapters.whatsapp import message_key
+    from exactly_once.trace import ingest_record, ingest_record_id
+
+    # GIVEN a 10-message POST and DynamoDB unreachable for the write of one of its updates
+    raw = meta_bytes(envelope(entry(change(messages=[text_message(f"wamid.F{i}", "hi") for i in range(10)]))))
+    stack.handler("WhatsAppIngestFunction")  # the warm container: its DynamoDB client exists now
+    unlucky = ingest_record_id("whatsapp", message_key("wamid.F5")).encode()
+
+    def unreachable(request, **_):
+        if unlucky in (request.body or b""):
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    aws.dynamodb().meta.events.register("before-send.dynamodb.PutItem", unreachable)
+    try:
+        answer = post(stack, raw)
+    finally:
+        aws.dynamodb().meta.events.unregister("before-send.dynamodb.PutItem", unreachable)
+    # THEN Meta is told to retry, nothing is queued, and the 9 reservations that did succeed are released
+    assert answer.status == 503
+    assert stack.queue_depth("EventsQueue") == 0
+    table = stack.env["IDEMPOTENCY_TABLE"]
+    for i in range(10):
+        assert ingest_record(aws.dynamodb(), table, "whatsapp", message_key(f"wamid.F{i}"))["status"] == "absent"
+    # AND Meta's retry is accepted whole
+    assert post(stack, raw).json() == {"accepted": 10, "duplicates": 0, "rejected": 0}
