@@ -91,6 +91,14 @@ def test_standard_key_rotation_one_valid_signature_among_several_is_enough():
     rotating.authenticate(request("/webhooks/standard/acme", body, standard_headers(body, "msg_2")))
 
 
+def test_standard_reads_svix_prefixed_headers_as_svix_sends_them():
+    body = sample_body("standard_webhook.json")
+    headers = {k.replace("webhook-", "svix-"): v for k, v in standard_headers(body, "msg_svix").items()}
+    req = request("/webhooks/standard/acme", body, headers)
+    standard().authenticate(req)
+    assert standard().split(req).events[0].key == "standard:acme:msg_svix"
+
+
 def test_standard_only_foreign_signatures_is_401():
     body = b'{"type":"ping"}'
     forged = OTHER_STANDARD_SECRET.sign("msg_3", datetime.fromtimestamp(int(time.time()), tz=UTC), body.decode())

@@ -5,7 +5,8 @@ Auth: ``webhook-signature`` holds space-separated ``v1,<base64>`` signatures
 (several during the sender's key rotation) of HMAC-SHA256 over
 ``{webhook-id}.{webhook-timestamp}.{body}`` with the base64 key after ``whsec_``;
 ``webhook-timestamp`` must be within 5 minutes of now, both ways.
-Dedup: ``webhook-id`` per source. Timing: Svix retries for about 28 hours
+Svix's ``svix-id`` / ``svix-timestamp`` / ``svix-signature`` are read when the
+``webhook-`` ones are absent. Dedup: ``webhook-id`` per source. Timing: Svix retries for about 28 hours
 (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h): the window is 3 days.
 """
 
@@ -79,6 +80,11 @@ def parse_secrets(document: str | Mapping[str, Any]) -> dict[str, list[bytes]]:
     return keys
 
 
+def _header(request: Request, name: str) -> str | None:
+    """``webhook-<name>``, else Svix's own ``svix-<name>`` (Svix sends its prefix; its libraries read both)."""
+    return request.header(f"webhook-{name}") or request.header(f"svix-{name}")
+
+
 class StandardWebhooksAdapter(WebhookAdapter):
     provider = "standard"
     accepted_status = 200
@@ -115,14 +121,14 @@ class StandardWebhooksAdapter(WebhookAdapter):
 
     def authenticate(self, request: Request) -> None:
         keys = self._keys[self.source(request)]
-        webhook_id = request.header("webhook-id")
-        signatures = request.header("webhook-signature")
+        webhook_id = _header(request, "id")
+        signatures = _header(request, "signature")
         if not webhook_id or not signatures:
             raise UnauthorizedError("webhook-id and webhook-signature are required", code="missing_signature")
         if len(webhook_id) > MAX_ID:
             raise UnauthorizedError(f"webhook-id is longer than {MAX_ID} characters", code="invalid_webhook_id")
         stamp = check_timestamp(
-            request.header("webhook-timestamp"), now=self._clock(), tolerance=self._tolerance, name="webhook-timestamp"
+            _header(request, "timestamp"), now=self._clock(), tolerance=self._tolerance, name="webhook-timestamp"
         )
         signed = f"{webhook_id}.{stamp}.".encode() + request.raw_body
         given = [
@@ -134,7 +140,7 @@ class StandardWebhooksAdapter(WebhookAdapter):
 
     def split(self, request: Request) -> Split:
         source = self.source(request)
-        webhook_id = str(request.header("webhook-id"))
+        webhook_id = str(_header(request, "id"))
         key = f"standard:{source}:{webhook_id}"
         # No entity is known across senders: each event is its own group, so none waits for another.
         group = group_id("standard", source, webhook_id)
@@ -145,7 +151,7 @@ class StandardWebhooksAdapter(WebhookAdapter):
         payload = {
             "source": source,
             "webhook_id": webhook_id,
-            "timestamp": int(str(request.header("webhook-timestamp")).strip()),
+            "timestamp": int(str(_header(request, "timestamp")).strip()),
             "body": body,
         }
         return Split(events=[InboundEvent("standard", key, group, str(kind), payload)])
