@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import psycopg
 
 from devstack.aws_local import boto_client
 from devstack.fakes import Behaviour
-from exactly_once import cli
+from exactly_once import aws, cli, replay
 from exactly_once.trace import ingest_record_id
 from tests.graph_support import SUB, add_mail, body, item, post
 
@@ -230,3 +233,48 @@ def test_a_notification_the_adapter_could_not_read_is_replayed_from_a_corrected_
     assert [(r["replayed_key"], r["outcome"]) for r in traced["replays"]] == [(KEY_M1, "ticket")]
     assert {e["event_key"]: e["outcome"] for e in traced["events"]} == {qkey: "quarantined", KEY_M1: "ticket"}
     assert [e["effect"] for e in traced["effects"]] == ["ticket"]
+
+
+def test_a_replay_that_fails_again_reopens_the_row(stack, db, capsys):
+    # GIVEN a quarantined mail replayed before anyone fixed it
+    qid = quarantine_mail_without_message_id(stack, db)
+    run_json(capsys, "quarantine", "replay", str(qid), "--by", "ops@test")
+    stack.drain()
+    # THEN it is quarantined again: the row is open for the next operator, the replay says what happened
+    assert db.execute("SELECT status, attempts FROM quarantine WHERE id = %s", (qid,)).fetchone() == ("open", 2)
+    assert db.execute("SELECT outcome FROM replay_log").fetchall() == [("quarantined",)]
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 0
+    # AND once the mail is fixed, the next replay lands
+    add_mail(stack, "m1", "<m1@example.com>")
+    run_json(capsys, "quarantine", "replay", str(qid), "--by", "ops@test")
+    stack.drain()
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert [r[0] for r in db.execute("SELECT outcome FROM replay_log ORDER BY id")] == ["quarantined", "ticket"]
+
+
+def test_two_operators_replaying_one_row_at_once_send_it_once(stack, db, database_url):
+    # GIVEN one open row and two operators racing to replay it (separate connections, as two shells)
+    qid = quarantine_mail_without_message_id(stack, db)
+    add_mail(stack, "m1", "<m1@example.com>")
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def operator(name: str) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            barrier.wait()
+            try:
+                replay.replay(conn, aws.sqs(), stack.aws.physical["EventsQueue"], qid, by=name)
+                results.append("sent")
+            except replay.NotReplayableError:
+                results.append("refused")
+
+    threads = [threading.Thread(target=operator, args=(f"ops{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    # THEN the row lock lets one replay through; the other sees it is no longer open
+    assert sorted(results) == ["refused", "sent"]
+    assert db.execute("SELECT count(*) FROM replay_log").fetchone()[0] == 1
+    stack.drain()
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
