@@ -7,7 +7,7 @@ again the way the provider would::
     python -m devstack.sign_sample events/stripe_event.json > /tmp/stripe.json   # for sam local invoke
     python -m devstack.sign_sample events/slack_event_callback.json --post http://127.0.0.1:3000
 
-Secrets come from ``env.local.json`` (``make run`` writes it), else from the environment.
+Secrets come from ``env.local.json`` (``make run`` writes it; ``ENV_LOCAL_FILE`` moves it), else the environment.
 """
 
 from __future__ import annotations
@@ -89,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("event", type=Path, help="an API Gateway event from events/")
     parser.add_argument("--post", metavar="BASE_URL", help="send it to a running stack instead of printing it")
     args = parser.parse_args(argv)
-    secrets = {**os.environ, **env_local.load().get("Parameters", {})}
-    event = resign(json.loads(args.event.read_text(encoding="utf-8")), secrets)
+    env_file = Path(os.environ.get("ENV_LOCAL_FILE") or env_local.ENV_FILE)
+    secrets = {**os.environ, **env_local.load(env_file).get("Parameters", {})}
+    try:
+        event = resign(json.loads(args.event.read_text(encoding="utf-8")), secrets)
+    except KeyError as exc:
+        parser.error(f"secret {exc} is not in {env_file} nor the environment (make run writes the file)")
     if args.post:
         status, text = post(args.post, event)
         print(status, text)
