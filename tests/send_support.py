@@ -57,3 +57,16 @@ def delivered(stack: Stack, chat: str, text: str | None = None) -> int:
 
 def example_event() -> dict[str, Any]:
     return json.loads((EVENTS / "send_enqueue.json").read_text())
+
+
+def relay_in_child(env: dict[str, str], ids: list[int]) -> int:
+    """send_queue.relay() in a spawned process (for EO_CRASH_AT=send.relay.after_sqs)."""
+    import os
+
+    os.environ.update(env)
+    from devstack.lambda_runtime import add_code_paths
+
+    add_code_paths()
+    from exactly_once import send_queue
+
+    return send_queue.relay(ids)

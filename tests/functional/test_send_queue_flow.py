@@ -3,11 +3,15 @@ fake Unipile and WhatsApp servers over HTTP, the reapers. Postgres is the guaran
 
 from __future__ import annotations
 
+import json
 import time
 
+import pytest
+
 from devstack import fake_whatsapp
+from devstack.lambda_runtime import LambdaContext
 from exactly_once import send_queue
-from tests.send_support import behave, delivered, drain, example_event, post_send, reap, row, send_body
+from tests.send_support import EVENTS, behave, delivered, drain, example_event, post_send, reap, row, send_body
 
 
 def test_post_sends_twice_queues_once_and_sends_once(stack, db):
@@ -235,3 +239,41 @@ def test_expired_lease_becomes_unknown_and_the_stuck_gauge_sees_it(stack, db, mo
     assert stack.fakes.count("unipile.send") == 1
     # AND the late worker's completion is fenced out
     assert send_queue.complete(db, claim, "msg_late") is False
+
+
+def test_the_sweeper_relays_what_the_after_commit_relay_missed(stack, db, monkeypatch):
+    monkeypatch.setenv("SEND_RELAY_GRACE_SECONDS", "0")
+    # GIVEN a row enqueued by the library whose caller never relayed it (crashed after commit)
+    with db.transaction():
+        queued = send_queue.enqueue(db, send_queue.SendRequest("lib-1", "unipile", "acc_1", "chat_9", {"text": "yo"}))
+    assert stack.queue_depth("SendQueue") == 0
+    # WHEN the reaper sweeps the outbox
+    assert reap(["send_outbox"])["send_outbox"] == 1
+    assert reap(["send_outbox"])["send_outbox"] == 0  # marked: not relayed twice
+    drain(stack)
+    # THEN it is sent once
+    assert row(db, queued.id)["status"] == "sent"
+    assert delivered(stack, "chat_9", "yo") == 1
+
+
+def test_relay_refuses_to_run_inside_the_enqueueing_transaction(stack, db):
+    from exactly_once import db as container
+
+    conn = container.connection()
+    with conn.transaction():
+        queued = send_queue.enqueue(conn, send_queue.SendRequest("lib-2", "unipile", "a", "c", {"text": "t"}))
+        with pytest.raises(RuntimeError, match="after the enqueueing transaction commits"):
+            send_queue.relay([queued.id])
+    assert send_queue.relay([queued.id]) == 1
+
+
+def test_the_example_queue_record_is_handled_by_the_worker(stack, db):
+    # events/send_queue_record.json points at send 1, outbox record 1
+    post_send(stack, send_body("Hello from the example"), key="ex-1")
+    event = json.loads((EVENTS / "send_queue_record.json").read_text())
+    result = stack.handler("SendWorkerFunction")(event, LambdaContext(function_name="SendWorkerFunction"))
+    assert result == {"batchItemFailures": []}
+    assert row(db, 1)["status"] == "sent"
+    again = stack.handler("SendWorkerFunction")(event, LambdaContext(function_name="SendWorkerFunction"))
+    assert again == {"batchItemFailures": []}
+    assert stack.fakes.count("unipile.send") == 1

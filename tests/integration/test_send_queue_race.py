@@ -14,7 +14,7 @@ import pytest
 
 from exactly_once import send_queue
 from tests.procs import deliver, run_parallel, work
-from tests.send_support import AUTH, URL, delivered, drain, reap, row, send_body
+from tests.send_support import AUTH, URL, delivered, drain, reap, relay_in_child, row, send_body
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +123,21 @@ def test_concurrent_duplicate_enqueues_make_one_row(stack, db):
     assert run_parallel(deliver, [(stack.env, "SendEnqueueFunction", [("POST", URL, other, headers)], 0)], 1) == [[409]]
     drain(stack)
     assert delivered(stack, "chat_ivonne", "Hi Ivonne") == 1
+
+
+def test_crash_between_sqs_and_the_outbox_mark_sends_once(stack, db, monkeypatch):
+    monkeypatch.setenv("SEND_RELAY_GRACE_SECONDS", "0")
+    _queue(db, 1)
+    # GIVEN the relay died (SIGKILL) after SendMessageBatch, before marking the outbox record
+    env = {**stack.env, "EO_CRASH_AT": "send.relay.after_sqs"}
+    with pytest.raises(Exception):  # noqa: B017 - BrokenProcessPool from the SIGKILL
+        run_parallel(relay_in_child, [(env, [1])], 1)
+    assert stack.queue_depth("SendQueue") == 1
+    assert db.execute("SELECT relayed_at FROM send_outbox").fetchone()[0] is None
+    # WHEN the sweeper relays the record again (a second message for the same row)
+    assert reap(["send_outbox"])["send_outbox"] == 1
+    drain(stack)
+    # THEN the row was sent once (the copy shares the first's FIFO dedup id; had it arrived, the
+    # claim would stop it, as the overlap tests show)
+    assert row(db, 1)["status"] == "sent"
+    assert stack.fakes.count("unipile.send") == 1

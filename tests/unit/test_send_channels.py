@@ -1,0 +1,74 @@
+"""How a provider's refusal is read: a warning or rate limit (reschedule), or not (unit, no network)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exactly_once.errors import ProviderCallError
+from exactly_once.send_channels import DEFAULT_RATE_LIMIT_WAIT, UnipileSender, WhatsAppSender
+from exactly_once.send_queue import InvalidSendError, SendRequest, derive_key
+
+
+def unipile() -> UnipileSender:
+    return UnipileSender(client=None)  # type: ignore[arg-type]  # rate_limit() never calls the client
+
+
+def whatsapp() -> WhatsAppSender:
+    return WhatsAppSender(client=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retry_after", "expected"),
+    [
+        (429, "{}", 7.0, 7.0),
+        (429, "not json", None, DEFAULT_RATE_LIMIT_WAIT),
+        (422, json.dumps({"type": "errors/limit_exceeded"}), None, DEFAULT_RATE_LIMIT_WAIT),
+        (403, json.dumps({"type": "errors/linkedin_warning"}), 30.0, 30.0),
+        (400, json.dumps({"type": "errors/invalid_parameters"}), None, None),
+        (503, "{}", None, None),
+    ],
+)
+def test_unipile_warnings_and_rate_limits(status, body, retry_after, expected):
+    assert unipile().rate_limit(ProviderCallError(status, body, retry_after=retry_after)) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (429, 130429, DEFAULT_RATE_LIMIT_WAIT),
+        (400, 131056, DEFAULT_RATE_LIMIT_WAIT),
+        (400, 100, None),
+        (401, 190, None),
+    ],
+)
+def test_whatsapp_rate_limit_codes(status, code, expected):
+    body = json.dumps({"error": {"code": code, "message": "x"}})
+    assert whatsapp().rate_limit(ProviderCallError(status, body)) == expected
+
+
+def test_payload_hash_covers_channel_parties_and_payload_not_key_order():
+    a = SendRequest("k", "unipile", "acc", "chat", {"text": "hi", "x": 1})
+    assert a.payload_hash == SendRequest("k2", "unipile", "acc", "chat", {"x": 1, "text": "hi"}).payload_hash
+    assert a.payload_hash != SendRequest("k", "unipile", "acc", "chat2", {"text": "hi", "x": 1}).payload_hash
+    assert a.payload_hash != SendRequest("k", "whatsapp", "acc", "chat", {"text": "hi", "x": 1}).payload_hash
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        SendRequest("", "unipile", "a", "b", {"text": "t"}),
+        SendRequest("k", "sms", "a", "b", {"text": "t"}),
+        SendRequest("k", "unipile", "", "b", {"text": "t"}),
+        SendRequest("k", "unipile", "a", "b", {}),
+        SendRequest("k", "unipile", "a", "b", {"text": "t"}, policy="sometimes"),
+    ],
+)
+def test_invalid_requests_are_refused(request_):
+    with pytest.raises(InvalidSendError):
+        request_.validate()
+
+
+def test_derived_key_names_campaign_prospect_and_step():
+    assert derive_key("c1", "p9", 2) == "campaign:c1:prospect:p9:step:2"
