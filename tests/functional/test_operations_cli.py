@@ -278,3 +278,53 @@ def test_two_operators_replaying_one_row_at_once_send_it_once(stack, db, databas
     assert db.execute("SELECT count(*) FROM replay_log").fetchone()[0] == 1
     stack.drain()
     assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+
+
+def test_the_cli_finds_everything_through_the_stack_on_aws(stack, db, capsys, monkeypatch, database_url):
+    # GIVEN a deployed stack (in moto's CloudFormation): its outputs name the queue and the table,
+    # its DatabaseSecretArn parameter the RDS secret, and nothing is in the operator's environment
+    conninfo = psycopg.conninfo.conninfo_to_dict(database_url)
+    secret_arn = boto_client("secretsmanager", stack.aws.endpoint).create_secret(
+        Name=f"rds-{conninfo['dbname']}",
+        SecretString=json.dumps(
+            {
+                "username": conninfo.get("user", "postgres"),
+                "password": "",
+                "host": conninfo["host"],
+                "port": int(conninfo.get("port", 5432)),
+                "dbname": conninfo["dbname"],
+            }
+        ),
+    )["ARN"]
+    template = {
+        "Parameters": {"DatabaseSecretArn": {"Type": "String"}},
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "eo-marker"}}},
+        "Outputs": {
+            "EventsQueueUrl": {"Value": stack.aws.physical["EventsQueue"]},
+            "IdempotencyTableName": {"Value": "IdempotencyTable"},
+        },
+    }
+    boto_client("cloudformation", stack.aws.endpoint).create_stack(
+        StackName="eo-prod",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "DatabaseSecretArn", "ParameterValue": secret_arn}],
+    )
+    qid = quarantine_mail_without_message_id(stack, db)
+    add_mail(stack, "m1", "<m1@example.com>")
+
+    def operator(*argv: str):
+        with monkeypatch.context() as shell:  # the operator's shell: none of the functions' variables
+            for name in ("DATABASE_URL", "EVENTS_QUEUE_URL", "IDEMPOTENCY_TABLE", "DB_SECRET_ARN"):
+                shell.setenv(name, "")
+            return run_json(capsys, "--stack-name", "eo-prod", *argv)
+
+    # WHEN the operator lists, replays and traces with --stack-name only
+    listed = operator("quarantine", "list", "--json")
+    operator("quarantine", "replay", str(qid), "--by", "ops@aws")
+    stack.drain()
+    traced = operator("trace", KEY_M1)
+    # THEN every step reached the database (through the secret), the queue and the table
+    assert [r["id"] for r in listed] == [qid]
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert traced["ingest"]["status"] == "COMPLETED"
+    assert traced["replays"][0]["requested_by"] == "ops@aws"
