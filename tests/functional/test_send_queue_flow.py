@@ -277,3 +277,23 @@ def test_the_example_queue_record_is_handled_by_the_worker(stack, db):
     again = stack.handler("SendWorkerFunction")(event, LambdaContext(function_name="SendWorkerFunction"))
     assert again == {"batchItemFailures": []}
     assert stack.fakes.count("unipile.send") == 1
+
+
+def test_reconciliation_skips_an_identical_message_another_row_already_recorded(stack, db, monkeypatch):
+    monkeypatch.setenv("SEND_RECONCILE_AFTER_SECONDS", "0")
+    # GIVEN the same text sent to the same chat by an earlier row (a repeated campaign step)
+    first = post_send(stack, send_body("Thanks!", chat="chat_r"), key="r-1").json()["id"]
+    drain(stack)
+    assert row(db, first)["status"] == "sent"
+    # AND a second row with that text whose send failed with a 503 (not delivered)
+    behave(stack, "unipile.send", fail_times=1, fail_status=503)
+    second = post_send(stack, send_body("Thanks!", chat="chat_r"), key="r-2").json()["id"]
+    drain(stack)
+    assert row(db, second)["status"] == "unknown"
+    # WHEN reconciliation lists the chat: the only match is the first row's message
+    reap(["send_reconcile"])
+    # THEN it is not taken for the second row's: pending, then really sent
+    drain(stack)
+    assert row(db, second)["status"] == "sent"
+    assert row(db, second)["provider_message_id"] != row(db, first)["provider_message_id"]
+    assert delivered(stack, "chat_r", "Thanks!") == 2

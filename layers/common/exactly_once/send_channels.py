@@ -25,8 +25,9 @@ WHATSAPP_RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131048, 131056})
 
 @dataclass(frozen=True)
 class Found:
-    message_id: str
-    sent_at: datetime | None
+    """Messages matching the send (oldest first): the first one the ledger does not hold is ours."""
+
+    candidates: tuple[tuple[str, datetime | None], ...]
 
 
 class NotFound:
@@ -77,10 +78,13 @@ class UnipileSender:
             return Unknowable()  # no chat id before the answer: nothing to list
         text = str(claim.payload.get("text") or "")
         since = claim.call_started_at - RECONCILE_SKEW
-        for message in self._client.list_messages(claim.recipient):
-            if message.is_sender and message.text == text and (message.sent_at is None or message.sent_at >= since):
-                return Found(message.message_id, message.sent_at)
-        return NotFound()
+        matches = [
+            (m.message_id, m.sent_at)
+            for m in self._client.list_messages(claim.recipient)
+            if m.is_sender and m.text == text and (m.sent_at is None or m.sent_at >= since)
+        ]
+        matches.sort(key=lambda m: m[1] or since)
+        return Found(tuple(matches)) if matches else NotFound()
 
     def rate_limit(self, error: ProviderCallError) -> float | None:
         # LinkedIn warnings reach us through Unipile as 429, or as an error type naming a limit.

@@ -77,7 +77,18 @@ def _reconcile(conn: psycopg.Connection[Any], claim: Claim, *, reconcile_attempt
         return "unknown"  # stays unknown; the next run asks again
     crashpoint("send.reconcile.after_lookup")
     if isinstance(found, Found):
-        return record_sent(conn, claim, found.message_id, settled_by="reconciliation", sent_at=found.sent_at)
+        # The same text sent by another row just before (a repeated step) is in the ledger already.
+        known = {
+            str(r[0])
+            for r in conn.execute(
+                q("send_ledger_known"), {"channel": claim.channel, "ids": [c[0] for c in found.candidates]}
+            )
+        }
+        fresh = [c for c in found.candidates if c[0] not in known]
+        if fresh:
+            message_id, sent_at = fresh[0]
+            return record_sent(conn, claim, message_id, settled_by="reconciliation", sent_at=sent_at)
+        found = NotFound()
     if isinstance(found, NotFound):
         return _pending_again(conn, claim, "reconciliation: the provider does not have the message")
     if claim.policy == "at_least_once":

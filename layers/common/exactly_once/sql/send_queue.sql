@@ -208,6 +208,11 @@ UPDATE send_queue
 RETURNING id, channel, sender_account, recipient, payload, policy::text AS policy, attempts, max_attempts,
           call_started_at, reconcile_attempts;
 
+-- name: send_ledger_known
+-- Which of these provider message ids already settled a row (reconciliation skips them).
+SELECT provider_message_id FROM sent_messages
+ WHERE channel = %(channel)s AND provider_message_id = ANY(%(ids)s::text[]);
+
 -- name: send_stuck
 -- Rows stuck in processing or unknown longer than the threshold, and rows unknown now.
 SELECT count(*) FILTER (WHERE status_changed_at < now() - make_interval(secs => %(stuck_seconds)s)) AS stuck,
