@@ -42,3 +42,36 @@ def test_trace_of_a_whatsapp_message_shows_the_stored_message_and_its_reply(stac
     assert kinds["whatsapp_message"]["wamid"] == "wamid.T1"
     assert kinds["send"]["idempotency_key"] == "reply:wamid.T1"
     assert "text" not in kinds["whatsapp_message"]  # trace shows ids and states, not message bodies
+
+
+def test_a_send_in_review_is_traced_and_never_replayed_blindly(stack, db, capsys):
+    # GIVEN a send whose outcome nobody can tell, kept in review with a quarantine row (as send_delivery does)
+    from exactly_once import send_queue
+
+    with db.transaction():
+        queued = send_queue.enqueue(
+            db, send_queue.SendRequest("reply:wamid.R1", "whatsapp", "PHONE1", "15550001111", {"text": "hi"})
+        )
+    db.execute(
+        "UPDATE send_queue SET status = 'review', attempts = 1, last_error = 'timeout' WHERE id = %s", (queued.id,)
+    )
+    qid = db.execute(
+        "INSERT INTO quarantine (provider, event_key, external_id, reason, raw)"
+        " VALUES ('whatsapp', %s, %s, 'outcome unknown', '{}') RETURNING id",
+        (f"send:{queued.id}", str(queued.id)),
+    ).fetchone()[0]
+    # WHEN the operator traces it
+    traced = trace(capsys, f"send:{queued.id}")
+    # THEN the row, its attempts and the outbox relay records are there, and the quarantine row
+    effects = {e["effect"]: e for e in traced["effects"]}
+    assert (effects["send"]["status"], effects["send"]["attempts"], effects["send"]["last_error"]) == (
+        "review",
+        1,
+        "timeout",
+    )
+    assert effects["outbox"]["relay_records"] >= 1
+    assert [q["id"] for q in traced["quarantine"]] == [qid]
+    # AND replay refuses it: a person decides whether it went, then resolves the row
+    capsys.readouterr()
+    assert cli.main(["quarantine", "replay", str(qid)]) == 2
+    assert "no queued event" in capsys.readouterr().err

@@ -273,18 +273,11 @@ def _trace(args: argparse.Namespace, settings: Settings) -> int:
             conn, args.key, provider=args.provider, dynamodb=dynamodb, idempotency_table=settings.idempotency_table
         )
     _print_json(result)
-    return (
-        0
-        if result["events"]
-        or result["quarantine"]
-        or (result.get("ingest") or {}).get("status")
-        not in (
-            None,
-            "absent",
-            "unreachable",
-        )
-        else 1
+    ingest = (result.get("ingest") or {}).get("status")
+    known = (
+        result["events"] or result["quarantine"] or result["effects"] or ingest not in (None, "absent", "unreachable")
     )
+    return 0 if known else 1
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -91,6 +91,9 @@ def trace(
     for event in events:
         if tracer is not None:
             result["effects"].extend(tracer(conn, str(event["event_key"]), event))
+    for prefix, by_key in KEY_TRACERS.items():
+        if key.startswith(prefix):
+            result["effects"].extend(by_key(conn, key, {}))
     result["stopped"] = _stopped(result)
     return result
 
@@ -182,6 +185,24 @@ def _query(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> 
     names = [c.name for c in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+
+def _send_effects(conn: psycopg.Connection[Any], key: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """``send:<id>`` (a send in review): the row with its claims and attempts, the ledger, the outbox relays."""
+    send_id = key.removeprefix("send:")
+    if not send_id.isdigit():
+        return []
+    params = {"id": int(send_id)}
+    return (
+        _query(conn, "ops_trace_send_by_id", params)
+        + _query(conn, "ops_trace_send_ledger", params)
+        + _query(conn, "ops_trace_send_outbox", params)
+    )
+
+
+# key prefix -> rows of keys that are not events (a flow's own quarantine keys); looked up even without an event.
+KEY_TRACERS: dict[str, EffectTracer] = {
+    "send:": _send_effects,
+}
 
 # provider -> the rows its flow keeps for an event (claims, attempts, the effect); others show the event log only.
 EFFECT_TRACERS: dict[str, EffectTracer] = {

@@ -127,3 +127,18 @@ SELECT 'send' AS effect, id, idempotency_key, channel, status::text AS status, a
 -- name: ops_trace_delivery
 SELECT 'delivery_status' AS effect, provider_message_id, status, status_at, updated_at
   FROM message_delivery WHERE provider_message_id = %(wamid)s;
+
+-- name: ops_trace_send_by_id
+-- A send in review is quarantined as send:<id>: the row, its claims and attempts.
+SELECT 'send' AS effect, id, idempotency_key, channel, status::text AS status, policy::text AS policy, attempts,
+       reconcile_attempts, claim_token IS NOT NULL AS claimed, lease_until, call_started_at, provider_message_id,
+       sent_at, last_error
+  FROM send_queue WHERE id = %(id)s;
+
+-- name: ops_trace_send_ledger
+SELECT 'sent_ledger' AS effect, id, provider_message_id, settled_by, attempt, sent_at
+  FROM sent_messages WHERE send_id = %(id)s;
+
+-- name: ops_trace_send_outbox
+SELECT 'outbox' AS effect, count(*) AS relay_records, count(relayed_at) AS relayed, COALESCE(sum(relays), 0) AS relays
+  FROM send_outbox WHERE send_id = %(id)s;
