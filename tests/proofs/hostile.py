@@ -49,10 +49,12 @@ def _settled(db: Any) -> int:
 
 
 def run_corpus(stack: Stack, db: Any, function: str, path: str, cases: list[Case]) -> CorpusResult:
+    """Every case against the real handler; then the worker drains what was accepted and all must settle."""
     handler = stack.handler(function)
     result = CorpusResult()
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
+    settled_before, parked_before = _settled(db), dlq_depth(stack)
     for case in cases:
         result.cases += 1
         url = f"http://127.0.0.1:3000{path}" + (f"?{case.query}" if case.query else "")
@@ -60,8 +62,7 @@ def run_corpus(stack: Stack, db: Any, function: str, path: str, cases: list[Case
         if case.tweak:
             case.tweak(event)
         context = LambdaContext(function_name=function, timeout_s=function_timeout(function))
-        before = _settled(db)
-        parked = dlq_depth(stack)
+        depth_before = stack.queue_depth("EventsQueue")
         try:
             status, headers, data = http_response(handler(event, context))
         except Exception as exc:  # an unhandled exception is a 5xx from API Gateway
@@ -83,17 +84,16 @@ def run_corpus(stack: Stack, db: Any, function: str, path: str, cases: list[Case
                 problems.append(f"4xx without a JSON error body: {data[:120]!r}")
         if case.check and not case.check(status, headers, data):
             problems.append(f"check failed: {headers} {data[:200]!r}")
-        depth = stack.queue_depth("EventsQueue")
-        if depth > case.queued:
-            problems.append(f"{depth} events queued, at most {case.queued} allowed")
-        result.queued += depth
-        if depth:
-            stack.drain()
-            settled = _settled(db) - before
-            result.settled += settled
-            if settled < depth:
-                problems.append(f"{depth} queued but {settled} settled (event log or quarantine)")
-            if stack.queue_depth("EventsQueue") or dlq_depth(stack) > parked:
-                problems.append("left on the queue or parked in the DLQ")
+        queued = stack.queue_depth("EventsQueue") - depth_before
+        if queued > case.queued:
+            problems.append(f"{queued} events queued, at most {case.queued} allowed")
+        result.queued += max(queued, 0)
         result.failures.extend(f"{case.name}: {p}" for p in problems)
+    # The worker settles every accepted event: in the event log (effect, duplicate, ignored) or in quarantine.
+    stack.drain()
+    result.settled = _settled(db) - settled_before
+    if result.settled < result.queued:
+        result.failures.append(f"{result.queued} events queued but only {result.settled} settled")
+    if stack.queue_depth("EventsQueue") or dlq_depth(stack) > parked_before:
+        result.failures.append("events left on the queue or parked in the dead-letter queue")
     return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import reprlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -60,5 +62,37 @@ def quarantine_event(provider: str, raw_body: bytes, reason: str, group: str | N
         key=f"{provider}:quarantine:{digest}",
         group=group or f"{provider}:quarantine",
         kind=QUARANTINE_KIND,
-        payload={"raw": raw_body.decode("utf-8", "replace"), "reason": reason},
+        payload={"raw": raw_body.decode("utf-8", "replace").replace("\x00", "\ufffd"), "reason": reason},
+    )
+
+
+# What SQS and Postgres cannot carry: NUL (text and jsonb refuse it; JSON escapes it as \u0000, after
+# an even run of backslashes) and lone surrogates (not encodable as UTF-8). Adapters parse their own
+# bodies, so the pipeline makes every event storable once, before dedup: the same input always
+# becomes the same event (stable keys), and it is settled or quarantined instead of failing forever.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(event: InboundEvent) -> InboundEvent:
+    """The event with NUL and lone surrogates replaced by U+FFFD; a quarantine event if JSON cannot carry it."""
+    try:
+        text = json.dumps(asdict(event), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return _unstorable(event, "payload holds NaN or Infinity, which JSON cannot carry")
+    except RecursionError:
+        return _unstorable(event, "payload nests too deeply to carry")
+    if "\\u0000" not in text and not _SURROGATE.search(text):
+        return event
+    return InboundEvent.from_message(_SURROGATE.sub("\ufffd", _NUL_ESCAPE.sub(r"\1\\ufffd", text)))
+
+
+def _unstorable(event: InboundEvent, reason: str) -> InboundEvent:
+    try:
+        raw = json.dumps(event.payload, ensure_ascii=True, default=str)  # NaN stays readable text
+    except RecursionError:
+        raw = reprlib.repr(event.payload)
+    key = _SURROGATE.sub("\ufffd", event.key.replace("\x00", "\ufffd"))
+    return InboundEvent(
+        event.provider, key, f"{event.provider}:quarantine", QUARANTINE_KIND, {"raw": raw, "reason": reason}
     )

@@ -15,7 +15,7 @@ from exactly_once.adapters.base import QuarantinedBadRequestError, WebhookAdapte
 from exactly_once.crash import crashpoint
 from exactly_once.dedup import IngestDeduper, Reservation
 from exactly_once.errors import HttpError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError
-from exactly_once.events import InboundEvent
+from exactly_once.events import InboundEvent, storable
 from exactly_once.http import Request, error_response
 from exactly_once.queue import EventQueue
 from exactly_once.telemetry import Metric, counters, logger
@@ -72,6 +72,7 @@ class WebhookIngest:
     def accept(self, events: list[InboundEvent], remaining_ms: int | None) -> tuple[int, int]:
         """Dedup each event, enqueue the new ones in one batch, then mark them done."""
         provider = self.adapter.provider
+        events = [storable(event) for event in events]  # what SQS and Postgres can carry, before the dedup key
         fresh: list[InboundEvent] = []
         duplicates = 0
         # One event per delivery (most providers): its key is the correlation id from ingest to effect.

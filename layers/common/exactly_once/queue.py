@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -11,6 +13,16 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 SQS_BATCH = 10
+# SQS FIFO takes 1-128 characters of [a-zA-Z0-9] and ASCII punctuation as a MessageGroupId. moto takes
+# anything, AWS refuses the whole batch: a group built from provider data (a mailbox id in unicode, a
+# 10k-character user id) is hashed, the same way every time, so its events still share one group.
+_GROUP_OK = re.compile(r"^[!-~]{1,128}$")
+
+
+def group_id(group: str) -> str:
+    if _GROUP_OK.match(group):
+        return group
+    return "h:" + hashlib.sha256(group.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class EventQueue:
@@ -29,7 +41,7 @@ class EventQueue:
                     {
                         "Id": str(i),
                         "MessageBody": event.to_message(),
-                        "MessageGroupId": event.group[:128],
+                        "MessageGroupId": group_id(event.group),
                         "MessageDeduplicationId": event.dedup_id,
                     }
                     for i, event in enumerate(chunk)
