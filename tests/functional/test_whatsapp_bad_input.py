@@ -10,6 +10,7 @@ from tests.whatsapp_support import (
     change,
     entry,
     envelope,
+    failed,
     headers_for,
     meta_bytes,
     one_text,
@@ -180,3 +181,36 @@ def test_a_failed_dedup_write_releases_the_whole_batch_and_the_retry_gets_in(sta
         assert ingest_record(aws.dynamodb(), table, "whatsapp", message_key(f"wamid.F{i}"))["status"] == "absent"
     # AND Meta's retry is accepted whole
     assert post(stack, raw).json() == {"accepted": 10, "duplicates": 0, "rejected": 0}
+
+
+def test_nul_characters_and_absurd_timestamps_do_not_keep_a_message_out(stack, db):
+    from devstack.lambda_runtime import LambdaContext, sqs_event
+    from exactly_once.adapters.whatsapp import WhatsAppAdapter
+    from exactly_once.http import Request
+
+    # GIVEN a message with a NUL character (Postgres stores none, in text or jsonb), a failed status whose
+    # errors carry one, and a message with an absurd timestamp
+    nul = text_message("wamid.NUL", "a\u0000b")
+    late = {**text_message("wamid.TS", "far future"), "timestamp": "99999999999999999"}
+    broken_status = failed("wamid.OUT")
+    broken_status["errors"][0]["title"] = "x\u0000y"
+    raw = meta_bytes(envelope(entry(change(messages=[nul, late], statuses=[broken_status]))))
+    # WHEN the worker gets them as SQS carries them (handed over directly: local moto rewrites a NUL itself)
+    adapter = WhatsAppAdapter(TEST_SECRETS["WHATSAPP_APP_SECRET"], TOKEN)
+    events = adapter.split(Request("POST", "/", raw, headers_for(raw), {})).events
+    messages = [
+        {"MessageId": f"m{i}", "ReceiptHandle": "r", "Body": e.to_message(), "Attributes": {"MessageGroupId": e.group}}
+        for i, e in enumerate(events)
+    ]
+    worker = stack.handler("EventWorkerFunction")
+    result = worker(sqs_event(messages, "arn:aws:sqs:us-east-1:000000000000:EventsQueue.fifo"), LambdaContext())
+    # THEN nothing is left to retry: both messages are stored (the NUL as U+FFFD, the timestamp as unknown)
+    # and replied to, and the failure keeps its errors
+    assert result["batchItemFailures"] == []
+    stored = dict(db.execute("SELECT wamid, text FROM whatsapp_messages").fetchall())
+    assert stored == {"wamid.NUL": "a\ufffdb", "wamid.TS": "far future"}
+    assert db.execute("SELECT sent_at FROM whatsapp_messages WHERE wamid = 'wamid.TS'").fetchone()[0] is None
+    assert db.execute("SELECT count(*) FROM send_queue").fetchone()[0] == 2
+    errors = db.execute("SELECT errors FROM message_delivery").fetchone()[0]
+    assert errors[0]["title"] == "x\ufffdy"
+    assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from devstack.lambda_runtime import apigw_event
@@ -162,3 +162,66 @@ def test_load_responder_from_a_spec():
     for bad in ("no-colon", "exactly_once.nope:X", "exactly_once.responders:load_missing", "json:dumps"):
         with pytest.raises(ConfigurationError):
             load_responder(bad)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+_shaped = st.fixed_dictionaries(
+    {
+        "object": st.sampled_from(["whatsapp_business_account", "page"]),
+        "entry": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": _json,
+                    "changes": st.lists(
+                        st.fixed_dictionaries(
+                            {
+                                "field": st.sampled_from(["messages", "account_update"]) | _json,
+                                "value": st.fixed_dictionaries(
+                                    {},
+                                    optional={
+                                        "metadata": st.fixed_dictionaries({}, optional={"phone_number_id": _json}),
+                                        "contacts": _json,
+                                        "messages": st.lists(_json | st.just({"id": "w", "from": "1"}), max_size=3),
+                                        "statuses": st.lists(
+                                            _json | st.just({"id": "w", "status": "read"}), max_size=3
+                                        ),
+                                    },
+                                )
+                                | _json,
+                            }
+                        )
+                        | _json,
+                        max_size=3,
+                    )
+                    | _json,
+                }
+            ),
+            max_size=3,
+        ),
+    }
+)
+
+
+_CONTACTS_NOT_A_LIST = {
+    "object": "whatsapp_business_account",
+    "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": "1"}, "contacts": 5, "messages": [{"id": "w", "from": "1"}]}}]}],
+}  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_json, _shaped))
+@example(_CONTACTS_NOT_A_LIST)  # found by this test once it looked inside "value"
+def test_split_never_raises_on_any_signed_json(body):
+    raw = json.dumps(body).encode()
+    events = adapter().split(request(raw)).events
+    for event in events:
+        # every event is either one the worker can key and order, or a quarantine carrying the raw text
+        assert event.key.startswith(("whatsapp:msg:", "whatsapp:status:", "whatsapp:quarantine:"))
+        assert event.group.startswith("whatsapp:")
+        assert event.kind == QUARANTINE_KIND or event.key.split(":")[1] in ("msg", "status")
+        json.dumps(event.payload)  # it must travel as an SQS message

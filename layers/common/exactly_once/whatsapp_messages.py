@@ -11,6 +11,7 @@ from exactly_once.errors import PermanentEventError
 DELIVERY_STATUSES = frozenset({"sent", "delivered", "read", "played", "failed"})
 #: Message types whose text a responder can read; every other type is stored without one.
 _MEDIA_TYPES = ("image", "video", "document", "audio", "sticker")
+_YEAR_3000 = 32_503_680_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class StatusUpdate:
 
 def parse_message(payload: dict[str, Any]) -> InboundMessage:
     """The message of a ``message:*`` event; PermanentEventError if it cannot be read."""
+    payload = without_nul(payload)
     message = payload.get("message")
     metadata = payload.get("metadata")
     if not isinstance(message, dict) or not isinstance(metadata, dict):
@@ -66,7 +68,7 @@ def parse_message(payload: dict[str, Any]) -> InboundMessage:
         contact_name=_str(profile.get("name")),
         waba_id=_str(payload.get("waba_id")),
         context_wamid=_str(context.get("id")),
-        timestamp=_int(message.get("timestamp")),
+        timestamp=_timestamp(message.get("timestamp")),
         raw={"message": message, "contact": contact or None},
     )
 
@@ -90,6 +92,7 @@ def message_text(kind: str, message: dict[str, Any]) -> str | None:
 
 def parse_status(payload: dict[str, Any]) -> StatusUpdate:
     """The status of a ``status:*`` event; PermanentEventError if it cannot be read."""
+    payload = without_nul(payload)
     status = payload.get("status")
     metadata = _dict(payload.get("metadata"))
     if (
@@ -104,11 +107,23 @@ def parse_status(payload: dict[str, Any]) -> StatusUpdate:
         status=status["status"],
         phone_number_id=str(metadata.get("phone_number_id") or ""),
         recipient_id=_str(status.get("recipient_id")),
-        timestamp=_int(status.get("timestamp")),
+        timestamp=_timestamp(status.get("timestamp")),
         errors=errors if isinstance(errors, list) else None,
         conversation=_dict(status.get("conversation")) or None,
         pricing=_dict(status.get("pricing")) or None,
     )
+
+
+def without_nul(value: Any) -> Any:
+    """NUL characters replaced by U+FFFD: Postgres stores neither in text nor in jsonb, and one must not
+    keep a customer's message (or its reply) out of the database."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -119,8 +134,10 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _int(value: Any) -> int | None:
+def _timestamp(value: Any) -> int | None:
+    """Unix seconds, or None when absent or outside what Postgres stores (a bad value must not poison the event)."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        seconds = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return seconds if 0 <= seconds < _YEAR_3000 else None

@@ -133,7 +133,8 @@ def _change_events(waba_id: str, change: Any) -> list[InboundEvent]:
     messages, statuses = value.get("messages"), value.get("statuses")
     if not phone_number_id or not (isinstance(messages, list) or isinstance(statuses, list)):
         return [_quarantine_item(change, "value lacks metadata.phone_number_id or messages[]/statuses[]")]
-    contacts = [c for c in value.get("contacts") or [] if isinstance(c, dict)]
+    listed = value.get("contacts")
+    contacts = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
     context = {"waba_id": waba_id, "metadata": metadata}
     events: list[InboundEvent] = []
     for message in messages if isinstance(messages, list) else []:

@@ -15,8 +15,9 @@ A status: one upsert that only moves the delivery status forward (see sql/whatsa
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once import db, send_queue, store, whatsapp_store
@@ -26,9 +27,6 @@ from exactly_once.events import InboundEvent
 from exactly_once.responders import Responder, load_responder
 from exactly_once.telemetry import Metric, counters, logger
 from exactly_once.whatsapp_messages import DELIVERY_STATUSES, InboundMessage, parse_message, parse_status
-
-if TYPE_CHECKING:
-    import psycopg
 
 PROVIDER = "whatsapp"
 
@@ -64,19 +62,23 @@ def _message(event: InboundEvent) -> str:
         text = None  # an empty answer is no answer
     crashpoint("whatsapp.worker.after_responder")
     relay_id: int | None = None
-    with conn.transaction():
-        row_id = whatsapp_store.insert_message(conn, message)
-        if row_id is None:
-            store.record_event(conn, event, "duplicate", keep_payload=False)
-            outcome = "duplicate"
-        else:
-            outcome = "stored_no_reply"
-            if text is not None:
-                enqueued = _enqueue_reply(conn, message, text)
-                outcome = "replied" if enqueued.created else "stored_reply_exists"
-                relay_id = enqueued.id if enqueued.created else None
-            store.record_event(conn, event, outcome, row_id, keep_payload=False)
-        crashpoint("whatsapp.worker.before_commit")
+    try:
+        with conn.transaction():
+            row_id = whatsapp_store.insert_message(conn, message)
+            if row_id is None:
+                store.record_event(conn, event, "duplicate", keep_payload=False)
+                outcome = "duplicate"
+            else:
+                outcome = "stored_no_reply"
+                if text is not None:
+                    enqueued = _enqueue_reply(conn, message, text)
+                    outcome = "replied" if enqueued.created else "stored_reply_exists"
+                    relay_id = enqueued.id if enqueued.created else None
+                store.record_event(conn, event, outcome, row_id, keep_payload=False)
+            crashpoint("whatsapp.worker.before_commit")
+    except psycopg.errors.DataError as exc:
+        # Text Postgres cannot store (a NUL character, ...): retrying cannot help; the worker quarantines it.
+        raise PermanentEventError(f"message cannot be stored: {exc}") from exc
     crashpoint("whatsapp.worker.after_commit")
     if outcome == "duplicate":
         counters.incr(PROVIDER, Metric.DUP_DATABASE)
@@ -131,10 +133,13 @@ def _status(event: InboundEvent) -> str:
         store.record_event(conn, event, "status_unknown")
         logger.warning("unknown WhatsApp status", extra={"status": update.status})
         return "status_unknown"
-    with conn.pipeline(), conn.transaction():
-        result = whatsapp_store.apply_status(conn, update)
-        outcome = "status_applied" if result.applied else "status_stale"
-        store.record_event(conn, event, outcome, update.provider_message_id, keep_payload=False)
+    try:
+        with conn.pipeline(), conn.transaction():
+            result = whatsapp_store.apply_status(conn, update)
+            outcome = "status_applied" if result.applied else "status_stale"
+            store.record_event(conn, event, outcome, update.provider_message_id, keep_payload=False)
+    except psycopg.errors.DataError as exc:
+        raise PermanentEventError(f"status cannot be stored: {exc}") from exc
     crashpoint("whatsapp.status.after_commit")
     counters.incr(PROVIDER, Metric.STATUSES_APPLIED if result.applied else Metric.STATUSES_STALE)
     return outcome
