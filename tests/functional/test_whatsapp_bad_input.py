@@ -85,6 +85,7 @@ def test_malformed_json_without_a_valid_signature_is_401_not_quarantined(stack, 
         (b'{"object":"whatsapp_business_account"}', "no entry[] array"),
         (b'{"object":"page","entry":[]}', "not whatsapp_business_account"),
         (b"[1,2,3]", "no entry[] array"),
+        (b'{"entry": "\x00"}', "NUL bytes shown as U+FFFD"),
     ],
 )
 def test_signed_but_unreadable_body_is_200_and_quarantined_with_its_raw_bytes(stack, db, raw, reason):
@@ -95,7 +96,7 @@ def test_signed_but_unreadable_body_is_200_and_quarantined_with_its_raw_bytes(st
     assert len(rows) == 1
     provider, why, kept = rows[0]
     assert provider == "whatsapp" and reason in why
-    assert kept == raw.decode("utf-8", "replace")
+    assert kept == raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
     # a re-delivery of the same bytes is a duplicate, not a second quarantine row
     assert post(stack, raw).json()["duplicates"] == 1
 

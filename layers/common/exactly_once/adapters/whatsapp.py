@@ -186,11 +186,20 @@ def _quarantine_item(item: Any, reason: str) -> InboundEvent:
 
 
 def _quarantine_body(raw: bytes, reason: str) -> InboundEvent:
+    """The whole body for the quarantine, under the digest of its bytes (a re-delivery is the same row)."""
     event = quarantine_event(PROVIDER, raw, reason)
-    if len(raw) <= _MAX_QUARANTINE_RAW:
+    notes = []
+    kept = raw
+    if len(raw) > _MAX_QUARANTINE_RAW:
+        kept = raw[:_MAX_QUARANTINE_RAW]
+        notes.append(
+            f"raw truncated to {_MAX_QUARANTINE_RAW} of {len(raw)} bytes, sha256 {event.key.rsplit(':', 1)[1]}"
+        )
+    if b"\x00" in kept:
+        notes.append("NUL bytes shown as U+FFFD")  # Postgres text cannot hold them
+    if not notes:
         return event
-    note = (
-        f"{reason} (raw truncated to {_MAX_QUARANTINE_RAW} of {len(raw)} bytes, sha256 {event.key.rsplit(':', 1)[1]})"
+    text = kept.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    return InboundEvent(
+        event.provider, event.key, event.group, event.kind, {"raw": text, "reason": f"{reason} ({'; '.join(notes)})"}
     )
-    payload = {"raw": raw[:_MAX_QUARANTINE_RAW].decode("utf-8", "replace"), "reason": note}
-    return InboundEvent(event.provider, event.key, event.group, event.kind, payload)
