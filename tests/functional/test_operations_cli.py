@@ -328,3 +328,27 @@ def test_the_cli_finds_everything_through_the_stack_on_aws(stack, db, capsys, mo
     assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
     assert traced["ingest"]["status"] == "COMPLETED"
     assert traced["replays"][0]["requested_by"] == "ops@aws"
+
+
+def test_an_interrupted_replay_is_sent_again_with_force(stack, db, capsys):
+    # GIVEN a replay whose process died after marking the row and before sending (ops.replay.after_mark)
+    qid = quarantine_mail_without_message_id(stack, db)
+    add_mail(stack, "m1", "<m1@example.com>")
+    db.execute("UPDATE quarantine SET status = 'replayed', handled_by = 'ops@test' WHERE id = %s", (qid,))
+    db.execute(
+        "INSERT INTO replay_log (quarantine_id, provider, event_key, requested_by)"
+        " VALUES (%s, 'graph', %s, 'ops@test')",
+        (qid, KEY_M1),
+    )
+    # WHEN replayed without --force it is refused with the hint; with --force it is sent
+    capsys.readouterr()
+    assert cli.main(["quarantine", "replay", str(qid)]) == 2
+    assert "--force" in capsys.readouterr().err
+    run_json(capsys, "quarantine", "replay", str(qid), "--force", "--by", "ops@test")
+    stack.drain()
+    # THEN the ticket exists once; the interrupted replay stays in the log, unsent
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert db.execute("SELECT queue_message_id IS NULL, outcome FROM replay_log ORDER BY id").fetchall() == [
+        (True, None),
+        (False, "ticket"),
+    ]

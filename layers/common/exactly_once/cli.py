@@ -2,7 +2,7 @@
 
     exactly-once quarantine list [--status open|replayed|resolved|all] [--provider P] [--limit N] [--json]
     exactly-once quarantine show ID
-    exactly-once quarantine replay ID [--note TEXT] [--payload FILE]
+    exactly-once quarantine replay ID [--note TEXT] [--payload FILE] [--force]
     exactly-once quarantine resolve ID --note TEXT
     exactly-once dlq list [--limit N]
     exactly-once dlq replay [--limit N] [--note TEXT]
@@ -202,6 +202,7 @@ def _quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
             by=args.by or _operator(),
             note=args.note,
             payload=payload,
+            force=args.force,
         )
     _print_json(
         {
@@ -309,6 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--note", help="why (kept in replay_log and on the row)")
     again.add_argument("--by", help="who (default: user@host)")
     again.add_argument("--payload", help="a JSON file with a corrected payload to replay instead")
+    again.add_argument("--force", action="store_true", help="replay a row already replayed (an interrupted replay)")
     again.set_defaults(run=_quarantine_replay)
     resolve = actions.add_parser("resolve", help="close a row by hand, with a note")
     resolve.add_argument("id", type=int)

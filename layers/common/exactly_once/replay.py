@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
+from exactly_once.crash import crashpoint
 from exactly_once.errors import ExactlyOnceError
 from exactly_once.events import QUARANTINE_KIND, InboundEvent
 from exactly_once.queries import q
@@ -164,20 +165,28 @@ def replay(
     by: str,
     note: str | None = None,
     payload: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Replayed:
-    """Mark the row replayed, record the replay, then put the event back on the events queue."""
+    """Mark the row replayed, record the replay, then put the event back on the events queue.
+
+    ``force`` also replays a row already ``replayed``: for a replay interrupted between its commit
+    and its send (``replay_log.queue_message_id`` empty). Sending twice is harmless: the effect's
+    guarantees settle the second copy.
+    """
     with conn.transaction():
         found = _dicts(conn.execute(q("ops_quarantine_lock"), {"id": quarantine_id}))
         if not found:
             raise QuarantineNotFoundError(f"no quarantine row {quarantine_id}")
         row = found[0]
-        if row["status"] not in REPLAYABLE:
-            raise NotReplayableError(f"quarantine row {quarantine_id} is {row['status']}, not open")
+        if row["status"] not in REPLAYABLE and not (force and row["status"] == "replayed"):
+            hint = " (--force replays it again)" if row["status"] == "replayed" else ""
+            raise NotReplayableError(f"quarantine row {quarantine_id} is {row['status']}, not open{hint}")
         event = event_to_replay(conn, row, payload)
         conn.execute(q("ops_quarantine_handle"), {"id": quarantine_id, "status": "replayed", "note": note, "by": by})
         # In the same transaction: a row marked replayed always has its replay_log entry.
         record = _record_replay(conn, event, quarantine_id, by=by, note=note, original_key=row["event_key"])
     # Sent after the commit: the worker must find the row already replayed (see the module docstring).
+    crashpoint("ops.replay.after_mark")
     return _send_replay(conn, sqs, queue_url, event, record)
 
 
