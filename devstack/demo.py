@@ -127,6 +127,7 @@ def storm_all(
     modes: list[bool],
     graph_updated: bool = True,
     quiet: bool = False,
+    only: set[str] | None = None,
 ) -> tuple[list[FlowResult], list[dict[str, str]]]:
     """Run the storm for every available flow and mode; return results and skipped flows."""
     routes = {r["route"] for r in launcher.get_json(base_url + "/local/routes")}
@@ -135,11 +136,13 @@ def storm_all(
     skipped: list[dict[str, str]] = []
     for naive in modes:
         for flow, reason in discover(parameters, routes, graph_updated):
+            if only and flow.name not in only:
+                continue
             if reason:
                 if not naive:
                     skipped.append({"flow": flow.name, "reason": reason})
                 continue
-            if naive and not hasattr(flow, "effects"):
+            if naive and not flow.supports_naive:
                 continue
             results.append(
                 run_storm(
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--naive", action="store_true", help="storm the check-then-insert baseline instead")
     mode.add_argument("--both", action="store_true", help="storm the bundle, then the naive baseline")
+    parser.add_argument("--flows", default="", help="comma-separated flows to storm (default: every flow found)")
     parser.add_argument("--no-updated", action="store_true", help="Graph: no extra 'updated' notification")
     parser.add_argument("--report", type=Path, default=ROOT / ".local" / "demo" / "report.json")
     parser.add_argument("--plot", type=Path, default=ROOT / ".local" / "demo" / "report.png")
@@ -193,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             clients=args.clients,
             modes=modes,
             graph_updated=not args.no_updated,
+            only={f for f in args.flows.split(",") if f},
         )
     for s in skipped:
         print(f"skipped {s['flow']}: {s['reason']}")

@@ -23,6 +23,9 @@ ENV_FILE = ROOT / "env.local.json"
 _SECRET_CALL = re.compile(r"""get_secret\(\s*["']([A-Z][A-Z0-9_]+)["']""")
 # Settings that look like secrets by name but are configuration: keep the example value.
 _NOT_SECRET = re.compile(r"(_MODEL|_BASE_URL|_TENANT_ID|_REGION)$")
+# Credentials the stack presents TO the fake provider APIs, which accept only their test values
+# (devstack/fake_whatsapp.py, fake_unipile.py). Put a real token here to talk to the real API.
+FAKE_API_CREDENTIALS = frozenset({"WHATSAPP_ACCESS_TOKEN", "UNIPILE_API_KEY"})
 
 
 def secret_names() -> dict[str, str]:
@@ -43,7 +46,7 @@ def secret_names() -> dict[str, str]:
 
 def dev_value(name: str, example: str) -> str:
     """A random development value shaped like ``example`` (JSON maps, ``whsec_`` keys, prefixes)."""
-    if _NOT_SECRET.search(name):
+    if _NOT_SECRET.search(name) or name in FAKE_API_CREDENTIALS:
         return example
     try:
         parsed = json.loads(example)

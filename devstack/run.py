@@ -46,15 +46,21 @@ def main() -> None:
     # their pool of 10 overflows under a storm, which costs a reconnect, not an error.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     logging.getLogger("devstack.access").setLevel(os.environ.get("LOCAL_ACCESS_LOG", "WARNING"))
-    stack = LocalStack(StackConfig.from_env()).start()
-    print(banner(stack), flush=True)
     stopping = threading.Event()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         stopping.set()
 
+    # Before starting: a Ctrl-C during the start must stop the stack, not interrupt it halfway.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    stack = LocalStack(StackConfig.from_env())
+    try:
+        stack.start()
+    except Exception:
+        stack.stop()
+        raise
+    print(banner(stack), flush=True)
     stopping.wait()
     log.info("stopping: saving the AWS state to %s", stack.snapshot_path)
     stack.stop()

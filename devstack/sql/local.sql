@@ -27,3 +27,8 @@ SELECT external_message_id, count(*)
   FROM tickets
  WHERE external_message_id = ANY(%(ids)s::text[])
  GROUP BY external_message_id;
+
+-- name: storm_feedback_add
+-- A call waiting for its analysis, as the app records it when the room starts.
+INSERT INTO user_feedback (user_id, room_sid, room_name, transcript)
+VALUES (%(user_id)s, %(room_sid)s, %(room_name)s, 'agent: how was the call?' || E'\n' || 'user: great, thanks');
