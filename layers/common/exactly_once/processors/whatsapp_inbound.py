@@ -118,7 +118,7 @@ def _enqueue_reply(conn: psycopg.Connection[Any], message: InboundMessage, text:
 def _relay(send_id: int) -> None:
     try:
         send_queue.relay([send_id])
-    except (BotoCoreError, ClientError, ConfigurationError):
+    except (BotoCoreError, ClientError, ConfigurationError, psycopg.Error):
         # Committed already: a retry of this event would stop at the event log, so raising
         # would not help. The send queue's sweeper relays the rows a relay missed.
         logger.exception("reply relay failed; the sweeper will relay it", extra={"send_id": send_id})
