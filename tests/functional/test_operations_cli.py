@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -352,3 +353,18 @@ def test_an_interrupted_replay_is_sent_again_with_force(stack, db, capsys):
         (True, None),
         (False, "ticket"),
     ]
+
+
+def test_a_database_without_the_schema_is_a_clear_error(database_url, capsys):
+    empty = f"eo_empty_{uuid.uuid4().hex[:8]}"
+    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{empty}"')
+    try:
+        capsys.readouterr()
+        code = cli.main(["--database-url", admin_url.rsplit("/", 1)[0] + f"/{empty}", "quarantine", "list"])
+        assert code == 2
+        assert "make migrate" in capsys.readouterr().err
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)')

@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     except ExactlyOnceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the database's own errors, without importing psycopg before it is needed
+        if type(exc).__module__.startswith("psycopg"):
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            hint = " (are the migrations applied? `make migrate`)" if "does not exist" in first else ""
+            print(f"error: database: {first}{hint}", file=sys.stderr)
+            return 2
+        raise
 
 
 class Settings:
