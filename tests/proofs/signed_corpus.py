@@ -63,7 +63,7 @@ def _nested(depth: int) -> Any:
     return value
 
 
-def corpus(spec: Spec) -> list[Case]:  # noqa: PLR0915 - one list, one line per case
+def corpus(spec: Spec) -> list[Case]:
     p = spec.provider
     n = iter(range(10_000))
 
