@@ -297,3 +297,32 @@ def test_reconciliation_skips_an_identical_message_another_row_already_recorded(
     assert row(db, second)["status"] == "sent"
     assert row(db, second)["provider_message_id"] != row(db, first)["provider_message_id"]
     assert delivered(stack, "chat_r", "Thanks!") == 2
+
+
+def test_a_person_resolves_a_send_in_review(stack, db, monkeypatch):
+    monkeypatch.setenv("SEND_PROVIDER_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("SEND_RECONCILE_AFTER_SECONDS", "0")
+    behave(stack, "whatsapp.send", hang=1.5, hang_times=2)
+    ids = [
+        post_send(
+            stack, {"channel": "whatsapp", "sender_account": "p1", "recipient": f"1555{i}", "text": "hi"}, key=f"rv-{i}"
+        ).json()["id"]
+        for i in range(2)
+    ]
+    drain(stack)
+    time.sleep(0.6)
+    reap(["send_reconcile"])
+    assert [row(db, i)["status"] for i in ids] == ["review", "review"]
+    # WHEN the operator finds the first in the recipient's chat, and not the second
+    found, missing = ids
+    assert send_queue.resolve_review(db, found, "sent", note="seen in WA", by="ops", provider_message_id="wamid.X")
+    assert send_queue.resolve_review(db, missing, "resend", note="not delivered", by="ops") == "pending"
+    assert send_queue.resolve_review(db, missing, "drop", note="again", by="ops") is None  # no longer in review
+    send_queue.relay([missing])
+    drain(stack)
+    # THEN the first is sent (recorded by the operator), the second resent once, quarantine resolved
+    assert row(db, found)["status"] == "sent"
+    assert db.execute("SELECT settled_by FROM sent_messages WHERE send_id = %s", (found,)).fetchone()[0] == "operator"
+    assert row(db, missing)["status"] == "sent"
+    assert db.execute("SELECT count(*) FROM quarantine WHERE status = 'open'").fetchone()[0] == 0
+    assert stack.fakes.count("whatsapp.send") == 3

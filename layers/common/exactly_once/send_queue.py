@@ -347,6 +347,38 @@ def settle(conn: psycopg.Connection[Any], claim: Claim, status: str, error: str)
     return row is not None
 
 
+def resolve_review(
+    conn: psycopg.Connection[Any],
+    send_id: int,
+    decision: str,
+    *,
+    note: str,
+    by: str,
+    provider_message_id: str | None = None,
+) -> str | None:
+    """A person settles a send in ``review`` after checking with the provider.
+
+    ``sent`` (it is there: give its message id; the ledger records it, settled_by operator),
+    ``resend`` (it is not: pending again, relayed by the sweeper or ``relay([id])``), or
+    ``drop`` (failed). Returns the new status, or None when the row is not in review.
+    """
+    if decision not in ("sent", "resend", "drop"):
+        raise ValueError("decision must be sent, resend or drop")
+    if decision == "sent" and not provider_message_id:
+        raise ValueError("a send resolved as sent needs the provider's message id")
+    row = conn.execute(
+        q("send_resolve"),
+        {
+            "id": send_id,
+            "decision": decision,
+            "note": note[:2000],
+            "by": by,
+            "provider_message_id": provider_message_id,
+        },
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def set_pacing(
     conn: psycopg.Connection[Any], channel: str, sender_account: str, *, daily_cap: int, min_spacing_seconds: float
 ) -> None:

@@ -60,7 +60,7 @@ CREATE TABLE sent_messages (
     recipient           text NOT NULL,
     provider_message_id text NOT NULL,
     payload_hash        text NOT NULL,
-    settled_by          text NOT NULL CHECK (settled_by IN ('worker', 'reconciliation')),
+    settled_by          text NOT NULL CHECK (settled_by IN ('worker', 'reconciliation', 'operator')),
     attempt             integer NOT NULL,
     sent_at             timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT sent_messages_send_unique UNIQUE (send_id),

@@ -231,3 +231,38 @@ SELECT id, idempotency_key, channel, sender_account, recipient, payload, status:
        provider_message_id, last_error, scheduled_for
   FROM send_queue
  WHERE id = %(id)s;
+
+-- name: send_resolve
+-- An operator settles a row in review: 'sent' (found at the provider: the ledger records it),
+-- 'resend' (not there: pending again, with an outbox record) or 'drop' (failed). The open
+-- quarantine row of the send is resolved in the same statement.
+WITH decided AS (
+    UPDATE send_queue
+       SET status = (CASE %(decision)s WHEN 'sent' THEN 'sent' WHEN 'resend' THEN 'pending' ELSE 'failed'
+                     END)::send_status,
+           provider_message_id = CASE WHEN %(decision)s = 'sent' THEN %(provider_message_id)s
+                                      ELSE provider_message_id END,
+           sent_at = CASE WHEN %(decision)s = 'sent' THEN now() ELSE sent_at END,
+           scheduled_for = CASE WHEN %(decision)s = 'resend' THEN now() ELSE scheduled_for END,
+           claim_token = NULL,
+           last_error = 'review: ' || %(note)s,
+           status_changed_at = now(),
+           updated_at = now()
+     WHERE id = %(id)s AND status = 'review'
+    RETURNING id, channel, sender_account, recipient, payload_hash, attempts, status::text AS status
+), ledger AS (
+    INSERT INTO sent_messages (send_id, channel, sender_account, recipient, provider_message_id, payload_hash,
+                               settled_by, attempt)
+    SELECT id, channel, sender_account, recipient, %(provider_message_id)s, payload_hash, 'operator', attempts
+      FROM decided WHERE status = 'sent'
+    RETURNING id
+), outbox AS (
+    INSERT INTO send_outbox (send_id) SELECT id FROM decided WHERE status = 'pending'
+    RETURNING id
+), resolved AS (
+    UPDATE quarantine
+       SET status = 'resolved', note = %(note)s, handled_by = %(by)s, handled_at = now(), updated_at = now()
+     WHERE event_key = 'send:' || %(id)s::text AND status = 'open' AND EXISTS (SELECT 1 FROM decided)
+    RETURNING id
+)
+SELECT status FROM decided;
