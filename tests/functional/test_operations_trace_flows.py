@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from exactly_once import cli
-from tests import livekit_support, whatsapp_support
+from tests import generic_support, livekit_support, whatsapp_support
 
 
 def trace(capsys, key: str):
@@ -75,3 +75,21 @@ def test_a_send_in_review_is_traced_and_never_replayed_blindly(stack, db, capsys
     capsys.readouterr()
     assert cli.main(["quarantine", "replay", str(qid)]) == 2
     assert "no queued event" in capsys.readouterr().err
+
+
+def test_trace_of_an_unipile_message_shows_the_linkedin_row(stack, db, capsys):
+    body = generic_support.sample_body("unipile_message_received.json")
+    answer = stack.invoke_http(
+        "UnipileIngestFunction",
+        "POST",
+        "http://127.0.0.1:3000/webhooks/unipile",
+        body,
+        generic_support.unipile_headers(),
+    )
+    assert answer.json()["accepted"] == 1
+    stack.drain()
+    (key,) = db.execute("SELECT event_key FROM event_log").fetchone()
+    traced = trace(capsys, key)
+    (effect,) = traced["effects"]
+    assert (effect["effect"], effect["direction"], effect["event_key"]) == ("linkedin_message", "inbound", key)
+    assert "body" not in effect

@@ -199,6 +199,14 @@ def _send_effects(conn: psycopg.Connection[Any], key: str, event: dict[str, Any]
     )
 
 
+def _unipile_effects(conn: psycopg.Connection[Any], key: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """A LinkedIn message event: the linkedin_messages row it recorded or met (event_log.effect_id)."""
+    effect_id = str(event.get("effect_id") or "")
+    if not effect_id.isdigit():
+        return []
+    return _query(conn, "ops_trace_linkedin_message", {"id": int(effect_id)})
+
+
 # key prefix -> rows of keys that are not events (a flow's own quarantine keys); looked up even without an event.
 KEY_TRACERS: dict[str, EffectTracer] = {
     "send:": _send_effects,
@@ -209,4 +217,5 @@ EFFECT_TRACERS: dict[str, EffectTracer] = {
     "graph": _graph_effects,
     "livekit": _livekit_effects,
     "whatsapp": _whatsapp_effects,
+    "unipile": _unipile_effects,
 }

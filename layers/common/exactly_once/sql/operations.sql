@@ -142,3 +142,8 @@ SELECT 'sent_ledger' AS effect, id, provider_message_id, settled_by, attempt, se
 -- name: ops_trace_send_outbox
 SELECT 'outbox' AS effect, count(*) AS relay_records, count(relayed_at) AS relayed, COALESCE(sum(relays), 0) AS relays
   FROM send_outbox WHERE send_id = %(id)s;
+
+-- name: ops_trace_linkedin_message
+-- The LinkedIn message an Unipile event recorded (or found already recorded): ids, direction, which delivery.
+SELECT 'linkedin_message' AS effect, id, account_id, message_id, chat_id, direction, event_key, created_at
+  FROM linkedin_messages WHERE id = %(id)s;
