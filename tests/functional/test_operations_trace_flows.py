@@ -93,3 +93,18 @@ def test_trace_of_an_unipile_message_shows_the_linkedin_row(stack, db, capsys):
     (effect,) = traced["effects"]
     assert (effect["effect"], effect["direction"], effect["event_key"]) == ("linkedin_message", "inbound", key)
     assert "body" not in effect
+
+
+def test_trace_of_a_mailbox_job_shows_its_claim_and_attempts(stack, db, capsys):
+    db.execute(
+        "INSERT INTO mailbox_configs (user_id, imap_host, imap_username, password_secret)"
+        " VALUES ('u1', 'imap.example.com', 'u1', 'U1_IMAP_PASSWORD')"
+    )
+    db.execute(
+        "INSERT INTO mailbox_jobs (job_id, user_id, slot, origin, status, claim_token, lease_until, attempts)"
+        " VALUES ('mbx-u1-20261122T080000Z', 'u1', now(), 'trigger', 'running', gen_random_uuid(),"
+        "         now() + interval '5 minutes', 2)"
+    )
+    traced = trace(capsys, "mbx-u1-20261122T080000Z")
+    (job,) = traced["effects"]
+    assert (job["effect"], job["status"], job["attempts"], job["claimed"]) == ("mailbox_job", "running", 2, True)

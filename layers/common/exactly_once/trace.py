@@ -207,9 +207,15 @@ def _unipile_effects(conn: psycopg.Connection[Any], key: str, event: dict[str, A
     return _query(conn, "ops_trace_linkedin_message", {"id": int(effect_id)})
 
 
+def _mailbox_job_effects(conn: psycopg.Connection[Any], key: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """A mailbox job id (``mbx-<user>-<slot>``): the job row with its claim and attempts."""
+    return _query(conn, "ops_trace_mailbox_job", {"job_id": key})
+
+
 # key prefix -> rows of keys that are not events (a flow's own quarantine keys); looked up even without an event.
 KEY_TRACERS: dict[str, EffectTracer] = {
     "send:": _send_effects,
+    "mbx-": _mailbox_job_effects,
 }
 
 # provider -> the rows its flow keeps for an event (claims, attempts, the effect); others show the event log only.

@@ -147,3 +147,9 @@ SELECT 'outbox' AS effect, count(*) AS relay_records, count(relayed_at) AS relay
 -- The LinkedIn message an Unipile event recorded (or found already recorded): ids, direction, which delivery.
 SELECT 'linkedin_message' AS effect, id, account_id, message_id, chat_id, direction, event_key, created_at
   FROM linkedin_messages WHERE id = %(id)s;
+
+-- name: ops_trace_mailbox_job
+-- A mailbox job (mbx-<user>-<slot>): its claim, attempts, lease and what it processed; ids and counts only.
+SELECT 'mailbox_job' AS effect, id, job_id, user_id, origin, status, attempts, claim_token IS NOT NULL AS claimed,
+       lease_until, mails_seen, mails_processed, error, created_at, started_at, finished_at
+  FROM mailbox_jobs WHERE job_id = %(job_id)s;
