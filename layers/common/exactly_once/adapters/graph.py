@@ -32,6 +32,9 @@ def mailbox_of(item: dict[str, Any]) -> str | None:
 def item_key(item: dict[str, Any]) -> str:
     data = item.get("resourceData") or {}
     parts = [item["subscriptionId"], item["changeType"], data["id"], data.get("@odata.etag") or ""]
+    if any(isinstance(p, (dict, list)) for p in parts):
+        # str() of an object depends on its key order: the same item re-serialised would get another key.
+        raise TypeError("notification key parts must be scalars")
     return "graph:" + "|".join(str(p) for p in parts)
 
 
