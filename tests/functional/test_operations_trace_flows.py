@@ -71,10 +71,25 @@ def test_a_send_in_review_is_traced_and_never_replayed_blindly(stack, db, capsys
     )
     assert effects["outbox"]["relay_records"] >= 1
     assert [q["id"] for q in traced["quarantine"]] == [qid]
-    # AND replay refuses it: a person decides whether it went, then resolves the row
+    # AND replay refuses it: a person decides whether it went
     capsys.readouterr()
     assert cli.main(["quarantine", "replay", str(qid)]) == 2
     assert "no queued event" in capsys.readouterr().err
+    # AND closing only the quarantine row is refused too: it would leave the send in review
+    assert cli.main(["quarantine", "resolve", str(qid), "--note", "x"]) == 2
+    assert f"send resolve {queued.id}" in capsys.readouterr().err
+    # WHEN the operator found it was never delivered and resends it
+    assert cli.main(["send", "resolve", str(queued.id), "resend", "--note", "not in the chat", "--by", "ops@t"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "pending"
+    # THEN the send is pending again and its quarantine row resolved, with who and why
+    assert db.execute("SELECT status::text FROM send_queue WHERE id = %s", (queued.id,)).fetchone() == ("pending",)
+    assert db.execute("SELECT status, handled_by, note FROM quarantine WHERE id = %s", (qid,)).fetchone() == (
+        "resolved",
+        "ops@t",
+        "not in the chat",
+    )
+    # AND a second decision finds nothing in review
+    assert cli.main(["send", "resolve", str(queued.id), "drop", "--note", "late"]) == 2
 
 
 def test_trace_of_an_unipile_message_shows_the_linkedin_row(stack, db, capsys):

@@ -4,6 +4,7 @@
     exactly-once quarantine show ID
     exactly-once quarantine replay ID [--note TEXT] [--payload FILE] [--force]
     exactly-once quarantine resolve ID --note TEXT
+    exactly-once send resolve SEND_ID sent|resend|drop --note TEXT [--provider-message-id ID]
     exactly-once dlq list [--limit N]
     exactly-once dlq replay [--limit N] [--note TEXT]
     exactly-once trace KEY [--provider P]
@@ -231,6 +232,27 @@ def _quarantine_resolve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _send_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    from exactly_once import send_queue
+
+    with settings.connect() as conn, conn.transaction():
+        try:
+            status = send_queue.resolve_review(
+                conn,
+                args.send_id,
+                args.decision,
+                note=args.note,
+                by=args.by or _operator(),
+                provider_message_id=args.provider_message_id,
+            )
+        except ValueError as exc:
+            raise ExactlyOnceError(str(exc)) from exc
+    if status is None:
+        raise ExactlyOnceError(f"send {args.send_id} is not in review")
+    _print_json({"send_id": args.send_id, "decision": args.decision, "status": status})
+    return 0
+
+
 def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     from exactly_once import aws, replay
 
@@ -300,7 +322,18 @@ def _parser() -> argparse.ArgumentParser:
         "--local", nargs="?", const="env.local.json", help="use the local stack's env.local.json (default path)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _quarantine_commands(commands)
+    _send_commands(commands)
+    _dlq_commands(commands)
+    trace = commands.add_parser("trace", help="what happened to one event, layer by layer")
+    trace.add_argument("key", help="the event key (event_log.event_key, e.g. graph:<sub>|created|<id>|<etag>)")
+    trace.add_argument("--provider", help="default: the key's prefix")
+    trace.add_argument("--no-aws", action="store_true", help="do not read the DynamoDB ingest record")
+    trace.set_defaults(run=_trace)
+    return parser
 
+
+def _quarantine_commands(commands: Any) -> None:
     quarantine = commands.add_parser("quarantine", help="review, replay and resolve quarantined events")
     actions = quarantine.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="quarantined events, newest first")
@@ -325,6 +358,20 @@ def _parser() -> argparse.ArgumentParser:
     resolve.add_argument("--by", help="who (default: user@host)")
     resolve.set_defaults(run=_quarantine_resolve)
 
+
+def _send_commands(commands: Any) -> None:
+    send = commands.add_parser("send", help="settle a send in review (outcome unknown) after checking the provider")
+    send_actions = send.add_subparsers(dest="action", required=True)
+    settle = send_actions.add_parser("resolve", help="sent (give its id), resend, or drop; closes its quarantine row")
+    settle.add_argument("send_id", type=int)
+    settle.add_argument("decision", choices=("sent", "resend", "drop"))
+    settle.add_argument("--note", required=True)
+    settle.add_argument("--provider-message-id", help="the wamid / Unipile message id, for 'sent'")
+    settle.add_argument("--by", help="who (default: user@host)")
+    settle.set_defaults(run=_send_resolve)
+
+
+def _dlq_commands(commands: Any) -> None:
     dlq = commands.add_parser("dlq", help="events that failed every retry (the events dead-letter queue)")
     dlq_actions = dlq.add_subparsers(dest="action", required=True)
     peek = dlq_actions.add_parser("list", help="look at the DLQ without taking anything")
@@ -335,13 +382,6 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--note", help="why (kept in replay_log)")
     redrive.add_argument("--by", help="who (default: user@host)")
     redrive.set_defaults(run=_dlq_replay)
-
-    trace = commands.add_parser("trace", help="what happened to one event, layer by layer")
-    trace.add_argument("key", help="the event key (event_log.event_key, e.g. graph:<sub>|created|<id>|<etag>)")
-    trace.add_argument("--provider", help="default: the key's prefix")
-    trace.add_argument("--no-aws", action="store_true", help="do not read the DynamoDB ingest record")
-    trace.set_defaults(run=_trace)
-    return parser
 
 
 if __name__ == "__main__":

@@ -84,6 +84,12 @@ def resolve(conn: psycopg.Connection[Any], quarantine_id: int, *, by: str, note:
         row = conn.execute(q("ops_quarantine_lock"), {"id": quarantine_id}).fetchone()
         if row is None:
             raise QuarantineNotFoundError(f"no quarantine row {quarantine_id}")
+        if str(row[2]).startswith("send:"):
+            # The send row is in review too: settling only this row would leave the send stuck there.
+            raise NotReplayableError(
+                f"quarantine row {quarantine_id} is a send in review: settle it with "
+                f"`exactly-once send resolve {str(row[2]).removeprefix('send:')} sent|resend|drop --note ...`"
+            )
         conn.execute(q("ops_quarantine_handle"), {"id": quarantine_id, "status": "resolved", "note": note, "by": by})
     return show(conn, quarantine_id)
 
