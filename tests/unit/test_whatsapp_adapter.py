@@ -225,3 +225,15 @@ def test_split_never_raises_on_any_signed_json(body):
         assert event.group.startswith("whatsapp:")
         assert event.kind == QUARANTINE_KIND or event.key.split(":")[1] in ("msg", "status")
         json.dumps(event.payload)  # it must travel as an SQS message
+
+
+def test_concurrent_deduper_gives_powertools_a_thread_safe_local_cache(monkeypatch):
+    # Powertools keeps its local cache in ``_cache``: if a release renames it, this fails instead of racing silently
+    from exactly_once.concurrent_dedup import ConcurrentDeduper, _LockedLRU
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    deduper = ConcurrentDeduper("table", key_prefix="whatsapp-ingest", window_seconds=60)
+    cache = deduper._layer._cache
+    assert isinstance(cache, _LockedLRU) and cache.max_items == 4096
+    cache["a"] = 1
+    assert cache.get("a") == 1 and "a" in cache
