@@ -42,7 +42,8 @@ class Template:
 
     @classmethod
     def load(cls, path: Path = TEMPLATE) -> Template:
-        return cls(yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader))  # noqa: S506  # nosec B506 - _CfnLoader subclasses SafeLoader
+        # _CfnLoader subclasses SafeLoader (it only adds constructors for the !Ref-style tags).
+        return cls(yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader))  # noqa: S506  # nosec B506
 
     def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
         return {name: res for name, res in self.resources.items() if res.get("Type") == kind}

@@ -59,7 +59,7 @@ def render(docs: list[dict[str, Any]]) -> str:
     lines = [
         f"Written by the test suite (`tests/proofs/`, last run {latest}): {len(rows)} proofs, {cases} cases, "
         f"{crashes} processes killed with SIGKILL, {failed} failed. Regenerate with `make test` "
-        "(or `make guarantees` for the proofs alone).",
+        "(or `make guarantees` for the proofs alone); what each proof does: [docs/proofs.md](docs/proofs.md).",
         "",
         "| flow | proof | what was tried | cases | processes | crashes | what held |",
         "|---|---|---|---:|---:|---:|---|",
