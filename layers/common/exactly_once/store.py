@@ -74,8 +74,8 @@ def quarantine(
             "provider": provider,
             "event_key": event_key,
             "external_id": external_id,
-            "reason": reason,
-            "raw": raw,
+            "reason": _storable(reason),
+            "raw": _storable(raw),
             "envelope": envelope,
         },
     ).fetchone()
@@ -98,3 +98,8 @@ def quarantine_event(
         envelope=event.to_message(),
     )
     return qid
+
+
+def _storable(text: str) -> str:
+    """Postgres text cannot hold NUL; the envelope keeps the exact event (JSON-escaped)."""
+    return text.replace("\x00", "\ufffd")

@@ -4,7 +4,9 @@
 -- key, group, kind, payload), so a replay re-sends the same event through the same code path
 -- instead of rebuilding it from the raw text. Rows written before this migration, or by a flow
 -- that quarantines something that is not a queued event, have none: the CLI says so.
-ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS envelope jsonb;
+-- text, not jsonb: the envelope is JSON text with control characters escaped, and jsonb refuses
+-- an escaped NUL (\u0000) that a hostile or broken provider payload can carry.
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS envelope text;
 
 -- One row per replay an operator asked for: who, when, why, what the event had come to
 -- before, and what the worker made of it (filled in by the worker when it settles the replay).
