@@ -38,7 +38,7 @@ def main() -> None:
     add_code_paths()
     db_name = f"eo_storm_bench_{int(time.time())}"
     with tempfile.TemporaryDirectory(prefix="eo-storm-") as tmp:
-        extra = {"LOCAL_DB_NAME": db_name, "DATABASE_URL": "", "LOCAL_NO_SCHEDULES": "1"}
+        extra = {"LOCAL_DB_NAME": db_name, "DATABASE_URL": "", "LOCAL_NO_SCHEDULES": "1", "LOCAL_POLLERS": "2"}
         try:
             with launcher.child_stack(state_dir=Path(tmp), extra_env=extra) as stack:
                 before = launcher.get_json(stack.url + "/local/state")
@@ -51,6 +51,7 @@ def main() -> None:
                     modes=[False, True],
                     graph_updated=False,
                     quiet=True,
+                    only={"graph"},
                 )
                 after = launcher.get_json(stack.url + "/local/state")
         finally:

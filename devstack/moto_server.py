@@ -46,9 +46,25 @@ def queued_messages(account: str = "123456789012", region: str = "us-east-1") ->
     }
 
 
+def _fast_sqs_clock() -> None:
+    """moto's SQS asks every queued message whether it is visible, on every send and receive, and
+    each answer builds datetimes (about 10 us). A queue of a few hundred messages then costs 0.3 s
+    per SendMessageBatch. The same epoch milliseconds from ``time.time()`` cost 100 times less;
+    nothing else changes."""
+    import moto.sqs.models as sqs_models
+    from moto.core.utils import unix_time_millis
+
+    def fast(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else unix_time_millis(dt)
+
+    sqs_models.unix_time_millis = fast  # type: ignore[attr-defined]
+
+
 class SerializedMotoServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        _fast_sqs_clock()
 
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()

@@ -19,7 +19,7 @@ from devstack.fake_graph import graph_message
 from devstack.queries import q
 from devstack.storm import Delivery, Flow, StormClient
 
-GRAPH_USER = "0b1c2d3e-0000-4000-8000-00000000d3m0"
+GRAPH_MAILBOXES = 8  # FIFO groups: one per mailbox, so several pollers can work at once
 GRAPH_SUB = "5a0e5a0e-2dc5-4530-97cd-4e7ae6534c07"
 JSON = {"content-type": "application/json"}
 
@@ -44,6 +44,9 @@ class GraphFlow:
     def unavailable(self, routes: set[str]) -> str | None:
         return None if "POST /webhooks/graph" in routes else "no POST /webhooks/graph route in the template"
 
+    def _user(self, i: int) -> str:
+        return f"0b1c2d3e-0000-4000-8000-{i % GRAPH_MAILBOXES:012d}"
+
     def _mid(self, i: int) -> str:
         return f"storm-{self.run}-{i}"
 
@@ -53,13 +56,14 @@ class GraphFlow:
     def prepare(self, client: StormClient, n: int) -> None:
         def one(i: int) -> None:
             message = graph_message(self._mid(i), self._imid(i), conversation_id=f"conv-{self.run}-{i}")
-            client.json("POST", "/fake/_fake/state", {"provider": "graph", "user": GRAPH_USER, "message": message})
+            user = self._user(i)
+            client.json("POST", "/fake/_fake/state", {"provider": "graph", "user": user, "message": message})
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(one, range(n)))
 
     def _item(self, i: int, change: str, etag: str) -> dict[str, Any]:
-        resource = f"Users/{GRAPH_USER}/Messages/{self._mid(i)}"
+        resource = f"Users/{self._user(i)}/Messages/{self._mid(i)}"
         return {
             "subscriptionId": GRAPH_SUB,
             "subscriptionExpirationDateTime": "2026-12-01T08:00:00.0000000Z",

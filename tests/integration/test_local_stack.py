@@ -20,7 +20,7 @@ from psycopg import sql
 
 from devstack import launcher
 from devstack.storm import StormClient, run_storm
-from devstack.storm_flows import GraphFlow
+from devstack.storm_flows import GraphFlow, discover
 from devstack.template import Template
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -139,6 +139,21 @@ def test_storm_over_http_makes_exactly_one_ticket_per_mail(stack):
     fetched = {e["key"]: e["count"] for e in effects if e["kind"] == "graph.get_message" and flow.run in e["key"]}
     assert len(fetched) == 40
     assert all(1 <= n <= 2 for n in fetched.values())  # "created" and "updated" each fetch once
+
+
+@pytest.mark.slow
+def test_storm_through_every_flow_the_stack_has_counts_one_effect_per_event(stack):
+    # GIVEN every provider flow the demo finds in the running stack (routes from the template)
+    routes = {r["route"] for r in launcher.get_json(stack.url + "/local/routes")}
+    flows = [flow for flow, reason in discover(stack.parameters(), routes) if reason is None]
+    assert {f.name for f in flows} >= {"graph"}
+    for flow in flows:
+        # WHEN 15 events each arrive 3 times (2 racing, 1 later), signed with the stack's secrets
+        result = run_storm(flow, stack.url, stack.parameters()["DATABASE_URL"], n=15, copies=3, clients=6)
+        # THEN each has exactly one effect, where it is counted (Postgres rows, fake provider calls)
+        assert result.effects_per_event == {1: 15}, flow.name
+        assert (result.lost, result.http_errors) == (0, 0), flow.name
+        assert result.dup_ingest >= 15, flow.name
 
 
 @pytest.mark.slow
