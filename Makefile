@@ -39,8 +39,8 @@ $(CHECKOV_VENV)/.installed:
 	touch $@
 
 test: install ## run the whole suite (unit, functional on moto, integration on Postgres, races), refresh Guarantees
-	$(PY) -m pytest -n 2 --dist loadfile
-	$(PY) -m tests.proofs.report
+	@# The table is refreshed even when a test fails: a failed proof shows up in it as FAILED.
+	$(PY) -m pytest -n 2 --dist loadfile; status=$$?; $(PY) -m tests.proofs.report; exit $$status
 
 test-fast: install ## the suite without the multi-process races and storms
 	$(PY) -m pytest -m "not slow"
@@ -67,8 +67,7 @@ lock: install ## pin the dependency closure of requirements-dev.txt into require
 	$(PY) .ci/lock.py
 
 guarantees: install ## run the proofs (crash, storms, hostile input, signers) and refresh README's Guarantees table
-	$(PY) -m pytest -n 2 --dist loadfile tests/proofs
-	$(PY) -m tests.proofs.report
+	$(PY) -m pytest -n 2 --dist loadfile tests/proofs; status=$$?; $(PY) -m tests.proofs.report; exit $$status
 
 build: $(SAM_VENV)/.installed ## sam build (arm64 layer with python3.12)
 	@test -n "$(PY312_BIN)" || { echo "python3.12 not found: sam build needs the Lambda runtime's Python"; exit 1; }
