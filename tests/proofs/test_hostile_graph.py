@@ -94,6 +94,7 @@ def corpus() -> list[Case]:
             check=_text_is("\u2713\U0001f600"),
         ),
         Case("handshake token double-encoded", b"", 200, query="validationToken=%2520", check=_text_is("%20")),
+        Case("handshake token with NUL", b"", 400, query="validationToken=a%00b"),
         Case("handshake token repeated", b"", 200, query="validationToken=a&validationToken=b"),
         Case(
             "handshake with a notification body enqueues nothing", good, 200, headers=JSON, query="validationToken=abc"

@@ -32,3 +32,11 @@ def test_non_finite_numbers_are_400(literal):
 def test_nul_and_lone_surrogates_become_replacement_characters_in_keys_and_values():
     doc = _request(b'{"a\\u0000": ["x\\ud800y", "\\udfff"], "ok": "\\u00e9\\ud83d\\ude00"}').json()
     assert doc == {"a\ufffd": ["x\ufffdy", "\ufffd"], "ok": "\u00e9\U0001f600"}  # a surrogate pair stays a character
+
+
+@pytest.mark.parametrize("where", ["queryStringParameters", "pathParameters"])
+def test_nul_or_lone_surrogate_in_the_url_is_400(where):
+    for value in ("a\x00b", "a\ud800"):
+        with pytest.raises(BadRequestError) as err:
+            Request.from_apigw_v2({"body": "", where: {"p": value}})
+        assert err.value.code == "invalid_parameter"

@@ -38,13 +38,18 @@ class Request:
         # HTTP API lower-cases header names already; do it again for hand-made events.
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         http = (event.get("requestContext") or {}).get("http") or {}
+        query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+        path_params = {str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()}
+        if any(_UNSTORABLE.search(v) for v in (*query.values(), *path_params.values())):
+            # A %00 in the URL arrives decoded: Postgres would refuse it later with a 500.
+            raise BadRequestError("path or query holds NUL or an unpaired surrogate", code="invalid_parameter")
         return cls(
             method=str(http.get("method") or event.get("httpMethod") or "POST").upper(),
             path=str(http.get("path") or event.get("rawPath") or "/"),
             raw_body=raw,
             headers=headers,
-            query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
-            path_params={str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()},
+            query=query,
+            path_params=path_params,
             source_ip=str(http.get("sourceIp") or ""),
         )
 
