@@ -14,7 +14,7 @@ Duplicates are a later notification of a mail already in the list (a different
 event, same internetMessageId), spread over the processes so they race. Both
 paths must end with exactly one ticket per mail.
 
-    .venv/bin/python -m bench.pg_worker_bench [--events 12000 --workers 8 --rounds 2]
+    .venv/bin/python -m bench.pg_worker_bench [--events 8000 --workers 8 --rounds 1]
 """
 
 from __future__ import annotations
@@ -191,10 +191,10 @@ def pgbench(dbname: str, clients: int, seconds: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=12_000)
+    parser.add_argument("--events", type=int, default=8_000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--dup-share", type=float, default=0.3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--pgbench-seconds", type=int, default=8)
     args = parser.parse_args()
     add_code_paths()
