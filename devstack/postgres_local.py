@@ -20,7 +20,6 @@ from psycopg import sql
 log = logging.getLogger("devstack.postgres")
 
 
-
 @dataclass
 class LocalDatabase:
     url: str
