@@ -34,21 +34,21 @@ def apply_mail(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundE
         "subject": mail.subject,
         "sender": mail.sender,
         "preview": mail.preview,
+        "event_key": event.key,
+        "kind": event.kind,
+        "replay_of": (event.replay or {}).get("original_key"),
     }
     try:
-        # Pipeline mode: BEGIN, the lock, the statement and the event log travel together.
-        with conn.pipeline(), conn.transaction():
-            conn.execute(q("mail_lock"), params)
-            row = conn.execute(q("mail_apply"), params).fetchone()
-            if row is None:  # RETURNING always yields a row; guard for the type checker
-                raise RuntimeError("statement returned no row")
-            outcome, existing_kind, row_id = str(row[0]), str(row[1]), row[2]
-            if outcome != "conflict":
-                store.record_event(conn, event, outcome, row_id, keep_payload=False)
-                return MailOutcome(outcome, row_id, existing_kind)
+        # One statement in autocommit: one round trip, its implicit transaction holds the locks.
+        row = conn.execute(q("mail_apply"), params).fetchone()
     except errors.UniqueViolation:
-        pass  # a constraint the statement could not absorb: settle it below
-    return _recover(conn, mail, event)
+        return _recover(conn, mail, event)  # a constraint the statement could not absorb
+    if row is None:  # the statement always yields one row; guard for the type checker
+        raise RuntimeError("statement returned no row")
+    outcome, existing_kind, row_id = str(row[0]), str(row[1]), row[2]
+    if outcome == "conflict":
+        return _recover(conn, mail, event)  # the INSERT met a row its snapshot could not see
+    return MailOutcome(outcome, row_id, existing_kind)
 
 
 def _recover(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent) -> MailOutcome:
