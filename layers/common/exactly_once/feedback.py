@@ -122,5 +122,6 @@ def settle_event(conn: psycopg.Connection[Any], event: InboundEvent, outcome: st
             "payload": json.dumps(event.payload, ensure_ascii=False),
         },
     ).fetchone()
-    assert row is not None
+    if row is None:  # RETURNING always yields a row; guard for the type checker
+        raise RuntimeError("statement returned no row")
     return int(row[0])

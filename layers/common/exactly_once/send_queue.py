@@ -32,6 +32,7 @@ from exactly_once import aws, db
 from exactly_once.crash import crashpoint
 from exactly_once.errors import ConfigurationError, ExactlyOnceError
 from exactly_once.queries import q
+from exactly_once.queue import group_id
 from exactly_once.settings import env_int
 from exactly_once.telemetry import logger
 
@@ -160,7 +161,8 @@ def enqueue(conn: psycopg.Connection[Any], request: SendRequest) -> Enqueued:
             "scheduled_for": request.scheduled_for,
         },
     ).fetchone()
-    assert row is not None
+    if row is None:  # RETURNING always yields a row; guard for the type checker
+        raise RuntimeError("statement returned no row")
     send_id, created, status, stored_hash = int(row[0]), bool(row[1]), str(row[2]), str(row[3])
     if not created and stored_hash != request.payload_hash:
         raise IdempotencyConflictError(request.idempotency_key, send_id)
@@ -208,7 +210,7 @@ def relay_outbox(
                     {
                         "Id": str(i),
                         "MessageBody": json.dumps({"send_id": int(send_id), "outbox_id": int(outbox_id)}),
-                        "MessageGroupId": f"{channel}:{sender}"[:128],
+                        "MessageGroupId": group_id(f"{channel}:{sender}"),
                         # The row id plus its outbox record: the after-commit relay and the sweeper
                         # share it (FIFO drops the copy), while a rescheduled row gets a new one.
                         "MessageDeduplicationId": f"send-{send_id}-{outbox_id}",
