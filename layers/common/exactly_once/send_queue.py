@@ -22,7 +22,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -112,6 +112,22 @@ class Claim:
     attempts: int
     max_attempts: int
     call_started_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], token: str) -> Claim:
+        """From the columns send_claim and send_take_unknown return, in their order."""
+        return cls(
+            id=int(row[0]),
+            token=token,
+            channel=str(row[1]),
+            sender_account=str(row[2]),
+            recipient=str(row[3]),
+            payload=dict(row[4]),
+            policy=str(row[5]),
+            attempts=int(row[6]),
+            max_attempts=int(row[7]),
+            call_started_at=row[8] or datetime.now(UTC),
+        )
 
 
 @dataclass(frozen=True)
@@ -260,18 +276,7 @@ def claim(conn: psycopg.Connection[Any], send_id: int) -> Claim | NotClaimed:
         },
     ).fetchone()
     if row is not None:
-        return Claim(
-            id=int(row[0]),
-            token=token,
-            channel=str(row[1]),
-            sender_account=str(row[2]),
-            recipient=str(row[3]),
-            payload=dict(row[4]),
-            policy=str(row[5]),
-            attempts=int(row[6]),
-            max_attempts=int(row[7]),
-            call_started_at=row[8],
-        )
+        return Claim.from_row(row, token)
     state = conn.execute(q("send_state"), {"id": send_id}).fetchone()
     if state is None:
         return NotClaimed("missing", False, None)

@@ -46,18 +46,7 @@ def reconcile_unknown(conn: psycopg.Connection[Any]) -> int:
     ).fetchall()
     relay: list[int] = []
     for row in rows:
-        claim = Claim(
-            id=int(row[0]),
-            token=token,
-            channel=str(row[1]),
-            sender_account=str(row[2]),
-            recipient=str(row[3]),
-            payload=dict(row[4]),
-            policy=str(row[5]),
-            attempts=int(row[6]),
-            max_attempts=int(row[7]),
-            call_started_at=row[8] or datetime.now(UTC),
-        )
+        claim = Claim.from_row(row, token)
         outcome = _reconcile(conn, claim, reconcile_attempts=int(row[9]))
         logger.info("send reconciled", extra={"send_id": claim.id, "outcome": outcome})
         if outcome == "pending":
