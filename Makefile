@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
 # sam build needs the Lambda runtime's Python (3.12) on PATH; pyenv has it on these machines.
-PY312_BIN := $(shell dirname "$$(command -v python3.12 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -1)" 2>/dev/null)
+PY312_BIN := $(shell dirname "$$(ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -1 || true)" 2>/dev/null | grep -v "^\.$$" || dirname "$$(command -v python3.12)" 2>/dev/null)
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(PY312_BIN):$$PATH" $(SAM_VENV)/bin/sam
 PORT ?= 3000
 export PYTHONDONTWRITEBYTECODE := 1
