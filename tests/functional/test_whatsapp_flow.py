@@ -122,6 +122,21 @@ def test_failed_status_keeps_its_errors_and_a_late_sent_does_not_undo_it(stack, 
     assert "24 hours" in errors[0]["error_data"]["details"]
 
 
+def test_late_failure_after_delivered_keeps_its_errors_without_moving_back(stack, db):
+    # GIVEN a message already delivered
+    post(stack, envelope(entry(change(statuses=[status("wamid.F2", "delivered")]))))
+    stack.drain()
+    # WHEN a "failed" with errors arrives late
+    post(stack, envelope(entry(change(statuses=[failed("wamid.F2")]))))
+    stack.drain()
+    # THEN the status stays delivered, and the errors are kept for review
+    state, errors = db.execute("SELECT status, errors FROM message_delivery").fetchone()
+    assert state == "delivered"
+    assert errors[0]["code"] == 131047
+    outcomes = [r[0] for r in db.execute("SELECT outcome FROM event_log ORDER BY id")]
+    assert outcomes == ["status_applied", "status_stale"]
+
+
 def test_unknown_and_non_text_message_types_are_stored_without_reply(stack, db):
     messages = [
         message_of_type("wamid.I1", "image", {"id": "MEDIA1", "mime_type": "image/jpeg", "caption": "look"}),

@@ -54,7 +54,8 @@ def apply_status(conn: psycopg.Connection[Any], update: StatusUpdate, channel: s
             "pricing": _json(update.pricing),
         },
     ).fetchone()
-    if row is None:
+    if row is None or not row[2]:
+        # Stale; or a late failure whose errors were kept while the status stayed where it was.
         return StatusOutcome(applied=False, inserted=False)
     return StatusOutcome(applied=True, inserted=bool(row[1]))
 

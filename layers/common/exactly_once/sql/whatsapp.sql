@@ -13,24 +13,28 @@ RETURNING id;
 SELECT id FROM whatsapp_messages WHERE wamid = %(wamid)s;
 
 -- name: delivery_apply
--- Monotonic without a lock: the row changes only when the new status ranks higher, so a late
--- "delivered" never overwrites "read". No row back means the status was stale or a duplicate.
+-- Monotonic without a lock: the status changes only when the new one ranks higher, so a late
+-- "delivered" never overwrites "read". A failure's errors are kept even when the failure itself
+-- ranks lower than the current status (a "failed" after "delivered": the row stays delivered,
+-- the errors are stored for review). No row back: the update was stale or a duplicate.
+-- advanced = the status moved forward (or the row is new).
 INSERT INTO message_delivery AS d
     (provider_message_id, channel, phone_number_id, recipient_id, status, rank, status_at, errors, conversation, pricing)
 VALUES
     (%(provider_message_id)s, %(channel)s, %(phone_number_id)s, %(recipient_id)s, %(status)s,
      delivery_status_rank(%(status)s), to_timestamp(%(status_at)s), %(errors)s, %(conversation)s, %(pricing)s)
 ON CONFLICT (provider_message_id) DO UPDATE
-   SET status = EXCLUDED.status,
-       rank = EXCLUDED.rank,
-       status_at = EXCLUDED.status_at,
+   SET status = CASE WHEN EXCLUDED.rank > d.rank THEN EXCLUDED.status ELSE d.status END,
+       rank = GREATEST(EXCLUDED.rank, d.rank),
+       status_at = CASE WHEN EXCLUDED.rank > d.rank THEN EXCLUDED.status_at ELSE d.status_at END,
        errors = COALESCE(EXCLUDED.errors, d.errors),
        conversation = COALESCE(EXCLUDED.conversation, d.conversation),
        pricing = COALESCE(EXCLUDED.pricing, d.pricing),
        recipient_id = COALESCE(d.recipient_id, EXCLUDED.recipient_id),
        updated_at = now()
  WHERE EXCLUDED.rank > d.rank
-RETURNING d.status, (xmax = 0) AS inserted;
+    OR (EXCLUDED.errors IS NOT NULL AND d.errors IS DISTINCT FROM EXCLUDED.errors)
+RETURNING d.status, (xmax = 0) AS inserted, (d.status = %(status)s) AS advanced;
 
 -- name: delivery_current
 SELECT status FROM message_delivery WHERE provider_message_id = %(provider_message_id)s;
