@@ -6,9 +6,14 @@ from typing import Any
 
 from exactly_once.authorizer import simple_response
 from exactly_once.secrets import get_secret
+from exactly_once.telemetry import logger
 
-TOKEN = get_secret("API_TOKEN")
 
-
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return simple_response(event, TOKEN)
+    # Read per request through the secrets cache (SECRETS_MAX_AGE): a rotated token takes effect
+    # without a cold start, and a missing one denies every request instead of failing init.
+    answer = simple_response(event, get_secret("API_TOKEN", required=False))
+    if not answer["isAuthorized"]:
+        logger.info("operator request denied", extra={"layer": "authorizer", "route": event.get("routeKey")})
+    return answer
