@@ -79,7 +79,10 @@ def apigw_event(
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) event, as the real integration builds it."""
     parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    # API Gateway (payload 2.0) joins the values of a repeated parameter with commas.
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
     try:
         text, b64 = body.decode("utf-8"), False
     except UnicodeDecodeError:

@@ -18,11 +18,15 @@ _LOCK = 0x6578_6F6E_6365  # "exonce": one lock id for every migration run
 
 
 def pending(conn: psycopg.Connection[Any]) -> list[Path]:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    with conn.transaction():
+        # Under the lock: two runners on a fresh database would otherwise race on CREATE TABLE
+        # IF NOT EXISTS (a unique violation on the catalogue) before either reached a migration.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     return [p for p in sorted(MIGRATIONS_DIR.glob("*.sql")) if p.stem not in done]
 
 
