@@ -1,4 +1,4 @@
-"""The worked example in docs/adapters.md is real code: run it and check it behaves as the page says."""
+"""The worked example in the README's "Adding a provider" is real code: run it and check it behaves as the page says."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from exactly_once.errors import UnauthorizedError
 from exactly_once.events import QUARANTINE_KIND
 from exactly_once.http import Request
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "adapters.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 SECRET = "acme-secret-for-the-docs-example"
 NOW = 1_795_334_400
 
