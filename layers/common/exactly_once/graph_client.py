@@ -89,8 +89,9 @@ class GraphClient:
     @classmethod
     def from_env(cls) -> GraphClient:
         tenant = os.environ.get("GRAPH_TENANT_ID", "common")
-        token_url = os.environ.get("GRAPH_TOKEN_URL", f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
-        base = os.environ.get("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0")
+        # Empty values (the template's defaults) mean Microsoft's public endpoints.
+        token_url = os.environ.get("GRAPH_TOKEN_URL") or f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+        base = os.environ.get("GRAPH_BASE_URL") or "https://graph.microsoft.com/v1.0"
         http = HttpClient(base, read_timeout=float(os.environ.get("GRAPH_TIMEOUT", "10")))
         tokens = TokenProvider(
             token_url,
