@@ -27,6 +27,8 @@ class Case:
     query: str = ""
     #: events this request may put on the queue (0 for anything unauthenticated)
     queued: int = 0
+    #: ``queued`` is the exact number, not a ceiling (an authentic delivery must be queued, a replay must not)
+    queued_exactly: bool = False
     #: the raw API Gateway event, changed after it is built (base64 flags, missing parts)
     tweak: Callable[[dict[str, Any]], None] | None = None
     #: an extra check on (status, headers, body)
@@ -87,6 +89,8 @@ def run_corpus(stack: Stack, db: Any, function: str, path: str, cases: list[Case
         queued = stack.queue_depth("EventsQueue") - depth_before
         if queued > case.queued:
             problems.append(f"{queued} events queued, at most {case.queued} allowed")
+        elif case.queued_exactly and queued != case.queued:
+            problems.append(f"{queued} events queued, expected exactly {case.queued}")
         result.queued += max(queued, 0)
         result.failures.extend(f"{case.name}: {p}" for p in problems)
     # The worker settles every accepted event: in the event log (effect, duplicate, ignored) or in quarantine.

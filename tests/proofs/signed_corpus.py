@@ -39,6 +39,8 @@ class Spec:
     timestamped: bool = False
     signs_body: bool = True  # False: a shared secret in a header (Unipile): the body is not covered
     max_body: int = MB
+    #: the provider's own cases on top of the shared ones (WhatsApp: the GET handshake and its query string)
+    extra: Callable[[], list[Case]] | None = None
 
 
 def _set(doc: Any, path: tuple[str | int, ...], value: Any) -> Any:
@@ -235,6 +237,8 @@ def corpus(spec: Spec) -> list[Case]:
             Case("signed an hour ahead", d2, UNAUTH, headers=sign(d2, e2, time.time() + 3600)),
             Case("signed 60 s ago", d3, spec.ok, headers=sign(d3, e3, time.time() - 60), queued=1),
         ]
+    if spec.extra is not None:
+        cases += spec.extra()
     return [c for c in cases if c is not None]
 
 
