@@ -124,6 +124,22 @@ def trigger_child(env: dict[str, str], user_id: str, start_at: float) -> tuple[i
     return int(result["statusCode"]), json.loads(result["body"])
 
 
+def triggers_child(env: dict[str, str], user_id: str, count: int, start_at: float) -> list[tuple[int, dict[str, Any]]]:
+    """POST /jobs/{user_id}/trigger ``count`` times in a row from one process (a warm sandbox), from ``start_at``."""
+    _prepare(env)
+    from devstack.lambda_runtime import LambdaContext, apigw_event, load_handler
+
+    handler = load_handler(TRIGGER)
+    url = f"http://127.0.0.1:3000/jobs/{user_id}/trigger"
+    events = [apigw_event("POST", url, b"", TOKEN_HEADERS, path_params={"user_id": user_id}) for _ in range(count)]
+    time.sleep(max(0.0, start_at - time.time()))
+    answers = []
+    for event in events:
+        result = handler(event, LambdaContext(function_name=TRIGGER))
+        answers.append((int(result["statusCode"]), json.loads(result["body"])))
+    return answers
+
+
 def tick_child(env: dict[str, str], start_at: float) -> tuple[int, dict[str, Any]]:
     """One scheduler tick (the EventBridge invocation), at ``start_at``."""
     _prepare(env)

@@ -1,5 +1,6 @@
-"""Seed 004's races with real processes (spawned, like Lambda sandboxes): a scheduler tick and ten
-manual triggers for one user at once, and one job delivered to four workers at once."""
+"""Seed 004's races with real processes (spawned, like Lambda sandboxes): a scheduler tick and a hundred
+manual triggers for one user at once (four trigger processes of 25, the tick in a fifth), and one job
+delivered to four workers at once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from exactly_once import mailbox_jobs
 from tests import mailbox_support
-from tests.mailbox_support import call, jobs, tick_child, trigger_child, work_child
+from tests.mailbox_support import call, jobs, tick_child, triggers_child, work_child
 from tests.procs import run_parallel
 
 pytestmark = pytest.mark.slow
@@ -30,24 +31,32 @@ def _start_in_one_slot(lead: float = 4.0) -> float:
     return start
 
 
-def test_a_tick_and_ten_trigger_processes_make_one_job_and_ten_conflicts_name_it(stack, db, mailbox_user, proof):
+TRIGGERS = 100
+TRIGGER_PROCESSES = 4
+
+
+def test_a_tick_and_a_hundred_triggers_from_four_processes_make_one_job_and_the_rest_conflict_naming_it(
+    stack, db, mailbox_user, proof
+):
     mailbox_user("alice")
     start = _start_in_one_slot()
-    # WHEN a scheduler tick and ten POST /jobs/alice/trigger run at once in 6 processes
-    calls = [(tick_child, (stack.env, start))] + [(trigger_child, (stack.env, "alice", start))] * 10
-    results = run_parallel(call, [(fn, args) for fn, args in calls], processes=6)
+    # WHEN a scheduler tick and 100 POST /jobs/alice/trigger run at once: 4 processes of 25 triggers, the tick in a 5th
+    per = [TRIGGERS // TRIGGER_PROCESSES] * TRIGGER_PROCESSES
+    calls = [(tick_child, (stack.env, start))] + [(triggers_child, (stack.env, "alice", n, start)) for n in per]
+    results = run_parallel(call, calls, processes=TRIGGER_PROCESSES + 1)
+    tick_result = results[0][1]
+    answers = [answer for batch in results[1:] for answer in batch]
+    assert len(answers) == TRIGGERS
     # THEN exactly one job exists, with the slot's job id
     rows = jobs(db, "alice")
     assert len(rows) == 1
     the_job = rows[0][0]
     assert the_job == mailbox_jobs.job_id("alice", mailbox_jobs.slot_of(datetime.fromtimestamp(start, UTC)))
-    # AND every trigger answered 202 with that job, or 409 naming it as pending
-    answers = results[1:]
+    # AND one of them made it (the tick or one trigger, answered 202 with it), every other trigger a 409 naming it
     accepted = [body["job_id"] for status, body in answers if status == 202]
     conflicts = [body for status, body in answers if status == 409]
-    tick_result = results[0][1]
     assert len(accepted) + tick_result["enqueued"] == 1
-    assert len(accepted) + len(conflicts) == 10
+    assert len(conflicts) == TRIGGERS - len(accepted)  # 99, or all 100 when the tick made it
     assert set(accepted) <= {the_job}
     for body in conflicts:
         assert body["error"] == "job_pending"
@@ -55,14 +64,16 @@ def test_a_tick_and_ten_trigger_processes_make_one_job_and_ten_conflicts_name_it
         assert body["job_status"]["has_scheduled_job"] or body["job_status"]["has_queued_job"]
         assert body["job_status"]["has_running_job"] is False
     assert stack.queue_depth("JobsQueue") == 1
+    made_by = "the tick" if tick_result["enqueued"] else "a trigger (202)"
     proof.record(
         kind="concurrency",
         flow="mailbox",
-        name="a scheduler tick + 10 manual triggers for one user at once",
-        cases=11,
-        processes=6,
+        name=f"a scheduler tick + {TRIGGERS} manual triggers for one user at once from {TRIGGER_PROCESSES} processes",
+        cases=TRIGGERS + 1,
+        processes=TRIGGER_PROCESSES + 1,
         held=(
-            f"{len(rows)} job; {len(accepted)} x 202 + tick {tick_result['enqueued']}, {len(conflicts)} x 409 naming it"
+            f"{len(rows)} job, made by {made_by}; {len(accepted)} x 202, {len(conflicts)} x 409 naming it; "
+            f"{stack.queue_depth('JobsQueue')} message on JobsQueue"
         ),
     )
 
