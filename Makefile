@@ -26,7 +26,14 @@ $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyprojec
 	rm -rf layers/common/*.egg-info
 	touch $@
 
-install: $(VENV)/.installed ## create .venv with everything the tests and the local stack need
+# GitHub's own signing package (@octokit/webhooks-methods) for the independent-signer proof; the proof
+# skips, saying why, on a machine without node and npm.
+NODE_SIGNER := tests/proofs/node/node_modules/.package-lock.json
+$(NODE_SIGNER): tests/proofs/node/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/proofs/node --no-audit --no-fund --silent; \
+	else echo "npm not found: the GitHub independent-signer proof will be skipped"; fi
+
+install: $(VENV)/.installed $(NODE_SIGNER) ## create .venv (and the npm signer) with everything the tests and the local stack need
 
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -86,4 +93,4 @@ bench: install ## benchmarks under bench/ (ratios against a baseline in the same
 	$(PY) -m bench.run_all
 
 clean: ## remove build output and local state
-	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache tests/proofs/node/node_modules
