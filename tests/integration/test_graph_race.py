@@ -69,8 +69,9 @@ def test_ingest_crash_between_dedup_and_enqueue_does_not_lose_the_notification(s
     with pytest.raises(Exception):  # noqa: B017 - the child dies by SIGKILL: BrokenProcessPool
         run_parallel(deliver, [(env, "GraphIngestFunction", [("POST", URL, payload, HEADERS)], time.time())], 1)
     assert stack.queue_depth("EventsQueue") == 0
-    # A retry while the dead invocation's reservation is still live is answered as in progress...
-    assert post(stack, payload).json()["duplicates"] == 1
+    # A retry while the dead invocation's reservation is still live is a retryable 503 (not a 202 that loses it)...
+    early = post(stack, payload)
+    assert early.status == 503 and early.json()["error"] == "in_progress"
     # ...and once the invocation's deadline (its Lambda timeout) has passed, the retry is accepted.
     with time_machine.travel(time.time() + 15):
         retry = post(stack, payload)

@@ -32,7 +32,8 @@ def _setup(stack: Any) -> bytes:
 def _graph_retries(stack: Any, payload: bytes) -> None:
     """Graph retries an unanswered delivery; once the dead invocation's deadline passes ingest takes it again."""
     early = post(stack, payload)
-    assert early.status == 202 and early.json()["accepted"] == 0  # reservation still live: in progress
+    # the reservations are still live: a 503, so Graph retries (a 202 would lose what never reached the queue)
+    assert early.status == 503 and early.json()["error"] == "in_progress"
     with after_invocation_deadline(INGEST):
         late = post(stack, payload)
     assert late.status == 202

@@ -53,6 +53,8 @@ def crash_ingest_after_dedup(stack: Any, db: Any) -> int:
     body = _body()
     kill_http(stack, "livekit.ingest.after_dedup", FUNCTION, "POST", URL, body, headers(body))
     assert stack.queue_depth("EventsQueue") == 0
+    early = post(stack, body)  # a retry while the dead invocation's reservation is live: 503, never a 2xx
+    assert early.status == 503 and early.json()["error"] == "in_progress"
     with after_invocation_deadline(FUNCTION):
         assert post(stack, body).json()["accepted"] == 1  # LiveKit's retry
     stack.drain()

@@ -33,7 +33,8 @@ def _bodies() -> list[bytes]:
 def _unipile_retries(stack: Any, body: bytes) -> None:
     """Unipile retries a delivery it got no 200 for; ingest takes it once the dead invocation's deadline passed."""
     early = _post(stack, body)
-    assert early.status == 200 and early.json()["accepted"] == 0  # the dead invocation's reservation is live
+    # the dead invocation's reservation is live: a 503, so Unipile retries (a 200 would lose it)
+    assert early.status == 503 and early.json()["error"] == "in_progress"
     with after_invocation_deadline(INGEST):
         late = _post(stack, body)
     assert late.status == 200

@@ -57,7 +57,8 @@ def _settle(stack: Any, db: Any) -> None:
 def _kill_ingest(stack: Any, db: Any, boundary: str, tag: str) -> None:
     raw = _messages(tag)
     kill_http(stack, boundary, FUNCTION, "POST", URL, raw, headers_for(raw))
-    assert post(stack, raw).status == 200  # Meta retries at once: the live reservation answers
+    early = post(stack, raw)  # Meta retries at once: the dead invocation's reservations are live
+    assert early.status == 503 and early.json()["error"] == "in_progress"  # not 200: Meta would stop retrying
     with after_invocation_deadline(FUNCTION):
         assert post(stack, raw).status == 200  # and again after the dead invocation's deadline
     _settle(stack, db)

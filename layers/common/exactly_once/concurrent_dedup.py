@@ -101,6 +101,12 @@ class ConcurrentDeduper(IngestDeduper):
             # list(): raise the first failure, after every write has been tried
             list(pool.map(lambda key: self.complete(key, result), keys))
 
+    def state_many(self, keys: Sequence[str]) -> list[Reservation | None]:
+        if len(keys) <= 1 or self._workers == 1:
+            return super().state_many(keys)
+        with ThreadPoolExecutor(max_workers=min(self._workers, len(keys))) as pool:
+            return list(pool.map(self.state, keys))  # raises the first failure, after every read was tried
+
     def _release_quietly(self, key: str, exc: Exception) -> None:
         try:
             self.release(key, exc)

@@ -9,17 +9,24 @@ already completed in this warm container none (the local cache).
 
 The INPROGRESS record expires with the invocation (``remaining_ms``): if the
 function dies between reserve and enqueue, the provider's retry gets through
-once the invocation's deadline has passed.
+once the invocation's deadline has passed. Until then ``state`` tells a retry
+whether the holder completed the record (a duplicate) or still holds it (the
+ingest pipeline then answers a retryable 503, never a 2xx that could lose it).
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyInvalidStatusError,
+    IdempotencyItemAlreadyExistsError,
+    IdempotencyItemNotFoundError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -78,3 +85,33 @@ class IngestDeduper:
 
     def release(self, key: str, exc: Exception) -> None:
         self._layer.delete_record({"key": key}, exc)
+
+    def state(self, key: str) -> Reservation | None:
+        """Where a reservation held by another invocation stands now (one consistent read).
+
+        DUPLICATE once its holder completed it; IN_PROGRESS while the holder may still complete it;
+        None when it is gone: released after a failure, past the window, or past the holder's
+        deadline (a retry can then reserve it). Powertools' local cache only ever holds completed
+        records (never INPROGRESS ones), so a cache hit is a real completion and a miss reads the table.
+        """
+        try:
+            record = self._layer.get_record({"key": key})
+        except IdempotencyItemNotFoundError:
+            return None
+        if record is None:  # no key: cannot happen with raise_on_no_idempotency_key
+            return None
+        try:
+            status = record.status  # EXPIRED once the window has passed
+        except IdempotencyInvalidStatusError:
+            return Reservation.IN_PROGRESS  # unknown: never take it for a completion
+        if status == "COMPLETED":
+            return Reservation.DUPLICATE
+        if status != "INPROGRESS":
+            return None
+        deadline_ms = record.in_progress_expiry_timestamp
+        if deadline_ms is not None and deadline_ms < int(time.time() * 1000):
+            return None  # the holder's invocation is over: it will not complete it
+        return Reservation.IN_PROGRESS
+
+    def state_many(self, keys: Sequence[str]) -> list[Reservation | None]:
+        return [self.state(key) for key in keys]

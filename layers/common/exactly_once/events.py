@@ -14,6 +14,15 @@ from typing import Any
 # stores it in quarantine with the raw body and the reason, so nothing is lost.
 QUARANTINE_KIND = "quarantine"
 
+#: SQS takes 256 KiB per message (body and attributes) and per SendMessageBatch: a queued event's
+#: envelope stays under this, the rest is headroom (group and deduplication ids, a replay's lineage).
+MAX_MESSAGE_BYTES = 240 * 1024
+#: What a quarantine event keeps of a body (or an event) too large to queue whole.
+QUARANTINE_RAW_BYTES = 200 * 1024
+# A reason or a key this long is provider data, not ours: the oversize quarantine event bounds them.
+_MAX_REASON_BYTES = 2048
+_MAX_KEY_BYTES = 1024
+
 
 @dataclass(frozen=True)
 class InboundEvent:
@@ -75,16 +84,86 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def storable(event: InboundEvent) -> InboundEvent:
-    """The event with NUL and lone surrogates replaced by U+FFFD; a quarantine event if JSON cannot carry it."""
+    """The event with NUL and lone surrogates replaced by U+FFFD; a quarantine event if JSON cannot carry it,
+    or if its message would be larger than SQS takes (``MAX_MESSAGE_BYTES``)."""
     try:
         text = json.dumps(asdict(event), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError:
         return _unstorable(event, "payload holds NaN or Infinity, which JSON cannot carry")
     except RecursionError:
         return _unstorable(event, "payload nests too deeply to carry")
-    if "\\u0000" not in text and not _SURROGATE.search(text):
-        return event
-    return InboundEvent.from_message(_SURROGATE.sub("\ufffd", _NUL_ESCAPE.sub(r"\1\\ufffd", text)))
+    if "\\u0000" in text or _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", _NUL_ESCAPE.sub(r"\1\\ufffd", text))
+        event = InboundEvent.from_message(text)
+    # A character is at most 4 UTF-8 bytes: only a long text needs encoding to be measured.
+    if len(text) * 4 > MAX_MESSAGE_BYTES and (size := len(text.encode("utf-8"))) > MAX_MESSAGE_BYTES:
+        return _oversize(event, size)
+    return event
+
+
+def bounded_raw(text: str, limit: int = QUARANTINE_RAW_BYTES) -> tuple[str, str | None]:
+    """``text`` whole, or its first ``limit`` UTF-8 bytes and a note giving the whole size and sha256."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text, None
+    kept = _utf8_prefix(text, limit)
+    note = (
+        f"raw truncated to {len(kept.encode('utf-8', 'surrogatepass'))} of {len(data)} bytes, "
+        f"sha256 {hashlib.sha256(data).hexdigest()}"
+    )
+    return kept, note
+
+
+def _utf8_prefix(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` of at most ``limit`` UTF-8 bytes (never half a character)."""
+    data = text.encode("utf-8", "surrogatepass")[: max(0, limit)]
+    for cut in range(4):  # a UTF-8 character is at most 4 bytes: drop a partial one at the end
+        try:
+            return data[: len(data) - cut].decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            continue
+    return data.decode("utf-8", "ignore")  # not reached: the bytes came from encoding a str
+
+
+def _oversize(event: InboundEvent, size: int) -> InboundEvent:
+    """An event too large to queue, as a quarantine event that fits: the first bytes of its raw text,
+    the whole text's size and sha256 in the reason, the same key (the provider's retries stay duplicates)."""
+    raw = event.payload.get("raw") if event.kind == QUARANTINE_KIND else None
+    if isinstance(raw, str):  # already a quarantine event: keep its reason, shorten its raw body
+        reason = str(event.payload.get("reason") or "unprocessable delivery")
+        group = event.group
+    else:
+        raw = json.dumps(event.payload, ensure_ascii=False)
+        reason = f"{event.kind!r} event too large to queue"
+        group = f"{event.provider}:quarantine"
+    if len(reason.encode("utf-8")) > _MAX_REASON_BYTES:
+        reason = _utf8_prefix(reason, _MAX_REASON_BYTES) + "\u2026"
+    if len(group.encode("utf-8")) > _MAX_KEY_BYTES:
+        group = f"{event.provider}:quarantine"
+    key = event.key
+    if len(key.encode("utf-8")) > _MAX_KEY_BYTES:  # stable: the same key always hashes the same
+        key = f"{event.provider}:quarantine:key-sha256:{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
+    data = raw.encode("utf-8")
+    whole = f"{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}"
+    limit = QUARANTINE_RAW_BYTES
+    while True:
+        kept = _utf8_prefix(raw, limit)
+        note = f"message of {size} bytes is over the {MAX_MESSAGE_BYTES}-byte queue limit; raw keeps the first "
+        note += f"{len(kept.encode('utf-8'))} of {whole}"
+        candidate = InboundEvent(
+            event.provider,
+            key,
+            group,
+            QUARANTINE_KIND,
+            {"raw": kept, "reason": f"{reason} ({note})"},
+            received_at=event.received_at,
+            replay=event.replay,
+        )
+        length = len(candidate.to_message().encode("utf-8"))
+        if length <= MAX_MESSAGE_BYTES or not kept:
+            return candidate
+        # JSON escapes (quotes, backslashes, control characters) made it longer than the raw text: shrink.
+        limit = min(limit - 1024, limit * MAX_MESSAGE_BYTES // length - 1024)
 
 
 def _unstorable(event: InboundEvent, reason: str) -> InboundEvent:

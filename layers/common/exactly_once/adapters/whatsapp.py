@@ -20,7 +20,7 @@ from typing import Any
 
 from exactly_once.adapters.base import Split, WebhookAdapter, secrets_equal
 from exactly_once.errors import ForbiddenError, UnauthorizedError
-from exactly_once.events import QUARANTINE_KIND, InboundEvent, quarantine_event
+from exactly_once.events import QUARANTINE_KIND, InboundEvent, bounded_raw, quarantine_event
 from exactly_once.http import Request, text_response
 
 PROVIDER = "whatsapp"
@@ -174,14 +174,16 @@ def _status_event(context: dict[str, Any], phone_number_id: str, status: Any) ->
 
 
 def _quarantine_item(item: Any, reason: str) -> InboundEvent:
+    """One unreadable item, keyed by the digest of all of it; its raw text bounded (a POST holds up to 3 MB)."""
     text = json.dumps(item, ensure_ascii=False, sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # a \ud800 escape stays hashable
+    raw, note = bounded_raw(text)
     return InboundEvent(
         PROVIDER,
         f"whatsapp:quarantine:{digest}",
         "whatsapp:quarantine",
         QUARANTINE_KIND,
-        {"raw": text, "reason": reason},
+        {"raw": raw, "reason": f"{reason} ({note})" if note else reason},
     )
 
 
