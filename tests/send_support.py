@@ -70,3 +70,77 @@ def relay_in_child(env: dict[str, str], ids: list[int]) -> int:
     from exactly_once import send_queue
 
     return send_queue.relay(ids)
+
+
+def work_concurrently(
+    env: dict[str, str], bodies: list[str], start_at: float, consumers: int, function: str = "SendWorkerFunction"
+) -> int:
+    """One overlapping worker in a spawned process, run as ``consumers`` concurrent invocations of the
+    handler (threads taking the bodies in order, each an SQS batch of one), as Lambda runs concurrent
+    invocations: each consumer has its own Postgres connection, like its own container. Returns the
+    batch item failures."""
+    import os
+    import queue
+    import threading
+    import time
+    import uuid
+
+    os.environ.update(env)
+    from devstack.lambda_runtime import LambdaContext, add_code_paths
+
+    add_code_paths()
+    from devstack.lambda_runtime import load_handler, sqs_event
+    from exactly_once import db, telemetry
+
+    local = threading.local()
+
+    def connection() -> Any:
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = local.conn = db.connect()
+        return conn
+
+    db.connection = connection  # one connection per consumer, as one per Lambda container
+    lock = threading.Lock()
+    for name in ("incr", "flush"):  # one metrics buffer per process: serialise the consumers on it
+        method = getattr(telemetry.Counters, name)
+
+        def locked(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            with lock:
+                return _method(*args, **kwargs)
+
+        setattr(telemetry.Counters, name, locked)
+
+    handler = load_handler(function)
+    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for body in bodies:
+        todo.put(body)
+    failures: list[int] = []
+
+    def consume() -> None:
+        while True:
+            try:
+                body = todo.get_nowait()
+            except queue.Empty:
+                return
+            message = {
+                "MessageId": str(uuid.uuid4()),
+                "ReceiptHandle": "local",
+                "Body": body,
+                "Attributes": {"MessageGroupId": "g", "SequenceNumber": "1"},
+            }
+            result = handler(
+                sqs_event([message], "arn:aws:sqs:us-east-1:000000000000:SendQueue.fifo"),
+                LambdaContext(function_name=function, timeout_s=60),
+            )
+            failures.append(len(result.get("batchItemFailures", [])))
+
+    time.sleep(max(0.0, start_at - time.time()))
+    threads = [threading.Thread(target=consume) for _ in range(consumers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if len(failures) != len(bodies):
+        raise RuntimeError(f"{len(bodies) - len(failures)} invocations raised")
+    return sum(failures)

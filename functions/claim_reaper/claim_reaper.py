@@ -1,16 +1,26 @@
-"""Scheduled: reclaims expired claims and relays missed outbox rows (every registered reaper)."""
+"""Scheduled: reclaims expired claims and relays missed outbox rows (every registered reaper).
+
+Every reaper runs even when one fails; a failure makes the invocation fail at the end (after
+the counters are flushed), so Lambda's Errors metric sees it. The reconciliation stops taking
+rows while the others still have time to run (the context's remaining time).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from exactly_once import db
-from exactly_once.reaper import run_all
+from exactly_once.reaper import ReaperRunError, run_all
 from exactly_once.telemetry import logger
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    results = run_all(db.connection())
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    try:
+        results = run_all(db.connection(), remaining_ms=remaining)
+    except ReaperRunError as exc:
+        logger.error("reapers ran, some failed", extra={"results": exc.results, "failed": exc.failed})
+        raise
     logger.info("reapers ran", extra={"results": results})
     return results

@@ -2,17 +2,19 @@
 
 ``Idempotency-Key`` header, or derived from ``campaign_id``, ``prospect_id`` and ``step``.
 201 created; 200 the existing send (same key, same payload); 409 same key, other payload;
-400 invalid body. Every answer is JSON.
+400 invalid body; 503 the database is unavailable (nothing was queued, or the outcome is not
+known: the same request again is safe, the key finds the row if it was). Every answer is JSON.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once import db, send_queue
-from exactly_once.errors import BadRequestError, HttpError
+from exactly_once.errors import BadRequestError, HttpError, ServiceUnavailableError
 from exactly_once.http import Request, error_response, json_response
 from exactly_once.send_queue import IdempotencyConflictError, InvalidSendError, SendRequest
 from exactly_once.telemetry import Metric, counters, logger
@@ -55,8 +57,9 @@ def parse(request: Request) -> SendRequest:
 
 def enqueue(request: Request) -> dict[str, Any]:
     send = parse(request)
-    conn = db.connection()
     try:
+        conn = db.connection()
+        # One statement in one transaction: a connection lost in the middle rolls it back whole.
         with conn.transaction():
             queued = send_queue.enqueue(conn, send)
     except InvalidSendError as exc:
@@ -64,10 +67,18 @@ def enqueue(request: Request) -> dict[str, Any]:
     except IdempotencyConflictError as exc:
         counters.incr(PROVIDER, Metric.REJECTED)
         return json_response(409, {"error": "idempotency_conflict", "message": str(exc), "id": exc.existing_id})
+    except psycopg.OperationalError as exc:
+        # Lost connection, server shutting down, statement cancelled: the caller may retry the
+        # same request (its key). The broken connection is dropped; the next request opens one.
+        db.reset()
+        counters.incr(PROVIDER, Metric.REJECTED)
+        logger.warning("send not queued: database unavailable", extra={"error": type(exc).__name__})
+        raise ServiceUnavailableError("database unavailable", code="database_unavailable") from exc
     if queued.created:
         try:
             send_queue.relay([queued.id])  # after commit
-        except (BotoCoreError, ClientError):
+        except (BotoCoreError, ClientError, psycopg.Error):
+            # Committed: answer 201 anyway; the outbox sweeper relays the record within a minute.
             logger.exception("relay failed; the outbox sweeper will relay", extra={"send_id": queued.id})
         counters.incr(PROVIDER, Metric.ACCEPTED)
     else:

@@ -326,3 +326,45 @@ def test_a_person_resolves_a_send_in_review(stack, db, monkeypatch):
     assert row(db, missing)["status"] == "sent"
     assert db.execute("SELECT count(*) FROM quarantine WHERE status = 'open'").fetchone()[0] == 0
     assert stack.fakes.count("whatsapp.send") == 3
+
+
+def test_database_lost_mid_statement_is_a_503_and_nothing_is_queued(stack, db, database_url):
+    import threading
+
+    import psycopg
+
+    # GIVEN another session holding the same key, uncommitted: the enqueue's insert waits on it
+    blocker = psycopg.connect(database_url)
+    send_queue.enqueue(blocker, send_queue.SendRequest("k-down", "unipile", "acc_1", "chat_1", {"text": "Hi"}))
+    answers = []
+    poster = threading.Thread(target=lambda: answers.append(post_send(stack, send_body("Hi"), key="k-down")))
+    poster.start()
+    try:
+        # WHEN the database drops the handler's connection in the middle of that statement
+        for _ in range(100):
+            waiting = db.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%send_queue%%'"
+            ).fetchall()
+            if waiting:
+                break
+            time.sleep(0.05)
+        assert len(waiting) == 1
+        assert db.execute("SELECT pg_terminate_backend(%s)", (waiting[0][0],)).fetchone()[0]
+        poster.join(30)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    # THEN POST /sends answers 503 with a clear JSON error
+    (answer,) = answers
+    assert answer.status == 503
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "database_unavailable", "message": "database unavailable"}
+    # AND nothing was half-written: no row, no outbox record, nothing on the queue
+    assert db.execute("SELECT count(*) FROM send_queue").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM send_outbox").fetchone()[0] == 0
+    assert stack.queue_depth("SendQueue") == 0
+    # AND the same request again, once the database answers, queues it once
+    again = post_send(stack, send_body("Hi"), key="k-down")
+    assert again.status == 201
+    assert db.execute("SELECT count(*) FROM send_queue").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM send_outbox").fetchone()[0] == 1

@@ -14,7 +14,7 @@ import pytest
 
 from exactly_once import send_queue
 from tests.procs import deliver, run_parallel, work
-from tests.send_support import AUTH, URL, delivered, drain, reap, relay_in_child, row, send_body
+from tests.send_support import AUTH, URL, delivered, drain, reap, relay_in_child, row, send_body, work_concurrently
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +32,17 @@ def _queue(db, n: int, *, sender: str = "acc_race") -> list[str]:
     return bodies
 
 
-def _overlapping(stack, bodies: list[str], latency: tuple[float, float]) -> list[int]:
-    """3 workers, each handed EVERY row (forward, backward, shuffled): the seed's overlapping crons."""
+def _overlapping(stack, bodies: list[str], latency: tuple[float, float], consumers: int = 1) -> list[int]:
+    """3 workers, each handed EVERY row (forward, backward, shuffled): the seed's overlapping crons.
+
+    With ``consumers`` > 1 each worker runs that many concurrent invocations over its order (its
+    own connection each, as concurrent Lambda invocations), so slow sends still fit in the test."""
     stack.fakes.state["unipile_config"]["latency"] = latency
     shuffled = random.Random(3).sample(bodies, len(bodies))
     start = time.time() + 3
     orders = [bodies, list(reversed(bodies)), shuffled]
+    if consumers > 1:
+        return run_parallel(work_concurrently, [(stack.env, order, start, consumers) for order in orders], 3)
     return run_parallel(work, [(stack.env, order, start, "SendWorkerFunction") for order in orders], 3)
 
 
@@ -50,15 +55,19 @@ def _assert_each_sent_once(stack, db, n: int) -> None:
 
 
 def test_three_overlapping_workers_over_200_rows_send_each_exactly_once(stack, db):
-    # The seed's sends took 3-5 s; here 0.3-0.5 s so 200 rows x 3 workers fit in the suite's time.
-    # The overlap is the same: every worker reaches every row, most of them while another worker
-    # is in the middle of the provider call (the seed's window between "select pending" and "sent").
+    # The seed's numbers: 3 overlapping workers over 200 queued rows, the provider taking 3-5 s per
+    # send. Each worker runs 5 concurrent invocations (15 in flight at most), so 200 x 4 s of sends
+    # take about a minute; every worker still reaches every row, most of them while another is in
+    # the middle of the provider call (the seed's window between "select pending" and "sent").
     bodies = _queue(db, 200)
-    failures = _overlapping(stack, bodies, (0.3, 0.5))
+    started = time.monotonic()
+    failures = _overlapping(stack, bodies, (3.0, 5.0), consumers=5)
     assert failures == [0, 0, 0]
+    assert time.monotonic() - started < 120
     _assert_each_sent_once(stack, db, 200)
     # every worker met rows the others held or had sent, and the claim stopped each of them
     assert db.execute("SELECT max(attempts) FROM send_queue").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM send_queue WHERE status = 'processing'").fetchone()[0] == 0
 
 
 def test_three_overlapping_workers_at_the_seeds_3_to_5_seconds_per_send(stack, db):

@@ -4,18 +4,29 @@
 token requests). ``idempotent=False`` retries only a failed connect, when the
 request surely never left; a read timeout becomes ProviderTimeoutError, an
 unknown outcome the caller must reconcile, never a blind resend.
+
+A provider's ``Retry-After`` is honoured in process only up to MAX_RETRY_AFTER_SECONDS: a
+longer wait is not slept (it could outlive the caller's lease or the Lambda timeout); the
+answer surfaces at once as a ProviderCallError carrying ``retry_after``, for the caller to
+reschedule (the send worker) or to ask again on its next run (the reaper).
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import urllib3
+from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util import Retry, Timeout
 
 from exactly_once.errors import ProviderCallError, ProviderTimeoutError
+
+# The longest Retry-After slept between two tries of one request; beyond it, no retry here.
+MAX_RETRY_AFTER_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,7 @@ class HttpClient:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         all_headers = {**self._headers, **(headers or {})}
         if idempotent:
-            retry = Retry(
+            retry: Retry = _CappedRetry(
                 total=self._retries,
                 backoff_factor=0.2,
                 status_forcelist=(429, 500, 502, 503, 504),
@@ -92,8 +103,39 @@ class HttpClient:
         return result
 
 
+class _CappedRetry(Retry):
+    """urllib3's Retry, except that a Retry-After longer than the cap ends the retries.
+
+    Raising MaxRetryError from ``increment`` with ``raise_on_status=False`` makes urllib3 return
+    the response as it is (body intact), so the caller sees the provider's answer and its wait.
+    """
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Self:
+        if response is not None and self.respect_retry_after_header:
+            wait = _retry_after(response.headers.get("Retry-After"))
+            if wait is not None and wait > MAX_RETRY_AFTER_SECONDS:
+                raise MaxRetryError(_pool, url or "", ResponseError(f"Retry-After {wait:.0f} s is over the cap"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

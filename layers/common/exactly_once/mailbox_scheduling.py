@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
+DUE_PER_TICK = 1000  # due users a tick creates jobs for (the next tick takes the rest)
+
+
 class UnknownUserError(HttpError):
     """No mailbox configuration for this user."""
 
@@ -92,7 +95,9 @@ def tick(conn: psycopg.Connection[Any], sqs: SQSClient, queue_url: str, now: dat
     # A job left 'scheduled' longer than the grace was not sent (or its sender died): send it now.
     grace = env_int("MAILBOX_RELAY_GRACE_SECONDS", 30)
     result.relayed = mailbox_jobs.relay_unsent(conn, sqs, queue_url, grace_seconds=grace)
-    due = conn.execute(q("mailbox_users_due"), {"slot": result.slot, "limit": 1000}).fetchall()
+    # Up to DUE_PER_TICK due users without a pending job, then (apart) the users with one: a
+    # pending job never takes a due user's place in the limit.
+    due = conn.execute(q("mailbox_users_due"), {"slot": result.slot, "limit": DUE_PER_TICK}).fetchall()
     for user_id, _interval, pending_job, pending_status, pending_since in due:
         if pending_job is not None:
             result.skipped[user_id] = str(pending_status)

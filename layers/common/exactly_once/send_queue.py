@@ -139,13 +139,24 @@ class NotClaimed:
     retry_at: datetime | None  # pacing or schedule: when the row may be claimed
 
 
+def policy_variable(channel: str) -> str:
+    """The environment variable that sets a channel's delivery policy: SEND_POLICY_UNIPILE, SEND_POLICY_WHATSAPP."""
+    return f"SEND_POLICY_{channel.upper()}"
+
+
 def default_policy(channel: str) -> str:
-    """At most once for person-to-person messages unless the environment says otherwise per channel."""
+    """A channel's delivery policy when the request names none: the ONE lookup, shared by every path
+    that queues sends (POST /sends, the WhatsApp bot replies of the event worker, library callers).
+
+    At most once for person-to-person messages unless the environment says otherwise, so every
+    function that queues sends needs the ``policy_variable`` of each channel it queues for.
+    """
     import os
 
-    policy = os.environ.get(f"SEND_POLICY_{channel.upper()}", "at_most_once")
+    name = policy_variable(channel)
+    policy = os.environ.get(name, "at_most_once")
     if policy not in POLICIES:
-        raise ConfigurationError(f"SEND_POLICY_{channel.upper()} must be one of {', '.join(POLICIES)}")
+        raise ConfigurationError(f"{name} must be one of {', '.join(POLICIES)}")
     return policy
 
 
@@ -286,7 +297,12 @@ def claim(conn: psycopg.Connection[Any], send_id: int) -> Claim | NotClaimed:
 
 
 def defer(conn: psycopg.Connection[Any], send_id: int, until: datetime) -> int | None:
-    """Pacing held a due row back: schedule it for ``until`` with an outbox record; the record id."""
+    """Pacing held a due row back: schedule it for ``until`` at the earliest, with an outbox record.
+
+    The statement reads the sender's pacing itself and only ever moves the row's time forward:
+    a row rescheduled later in between keeps its time and gets no new record. Returns the new
+    record's id, or None when nothing moved (the row's time was already as late, or it left pending).
+    """
     row = conn.execute(q("send_defer"), {"id": send_id, "until": until}).fetchone()
     return int(row[0]) if row else None
 

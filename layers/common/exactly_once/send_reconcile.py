@@ -10,6 +10,7 @@ decides (at_most_once -> review, a person decides; at_least_once -> pending, a r
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ import psycopg
 from exactly_once import send_queue
 from exactly_once.crash import crashpoint
 from exactly_once.errors import ProviderCallError, ProviderTimeoutError
+from exactly_once.httpclient import MAX_RETRY_AFTER_SECONDS
 from exactly_once.queries import q
 from exactly_once.send_channels import Found, NotFound, sender
 from exactly_once.send_delivery import PROVIDER, record_sent, to_review
@@ -25,7 +27,10 @@ from exactly_once.send_queue import Claim
 from exactly_once.settings import env_int
 from exactly_once.telemetry import Metric, counters, logger
 
-BATCH = 100
+BATCH = 100  # reconciliations per run at most
+# The provider listing's client: 3 tries (retries=2), each a 2 s connect and the read timeout.
+LISTING_TRIES = 3
+CONNECT_SECONDS = 2.0
 
 
 def expire_leases(conn: psycopg.Connection[Any]) -> int:
@@ -37,23 +42,48 @@ def expire_leases(conn: psycopg.Connection[Any]) -> int:
     return len(rows)
 
 
-def reconcile_unknown(conn: psycopg.Connection[Any]) -> int:
-    """Settle unknown rows older than SEND_RECONCILE_AFTER_SECONDS (a hung request may still land)."""
+def reconcile_budget_ms() -> int:
+    """The time a run must have left to start one more reconciliation: the listing at its worst
+    (every try timing out, the capped Retry-After waits between them), plus the time kept for
+    the reapers after this one (SEND_RECONCILE_RESERVE_SECONDS: the outbox sweep, the gauges)."""
+    read = float(env_int("SEND_PROVIDER_TIMEOUT_SECONDS", 10))
+    listing = LISTING_TRIES * (CONNECT_SECONDS + read) + (LISTING_TRIES - 1) * MAX_RETRY_AFTER_SECONDS
+    return int((listing + env_int("SEND_RECONCILE_RESERVE_SECONDS", 10)) * 1000)
+
+
+def reconcile_unknown(conn: psycopg.Connection[Any], *, remaining_ms: Callable[[], int] | None = None) -> int:
+    """Settle unknown rows older than SEND_RECONCILE_AFTER_SECONDS (a hung request may still land).
+
+    One row at a time, up to BATCH: with ``remaining_ms`` (the invocation's remaining time), no
+    row is taken once the run could no longer finish its listing and leave the reserve for the
+    reapers after this one; the rows left wait for the next run, their attempts not counted.
+    """
     token = str(uuid.uuid4())
-    rows = conn.execute(
-        q("send_take_unknown"),
-        {"token": token, "after_seconds": env_int("SEND_RECONCILE_AFTER_SECONDS", 60), "limit": BATCH},
-    ).fetchall()
+    after_seconds = env_int("SEND_RECONCILE_AFTER_SECONDS", 60)
+    budget_ms = reconcile_budget_ms() if remaining_ms is not None else 0
+    seen: list[int] = []
     relay: list[int] = []
-    for row in rows:
+    while len(seen) < BATCH:
+        if remaining_ms is not None and remaining_ms() < budget_ms:
+            logger.info(
+                "send reconciliation stops: the time left is kept for the reapers after it",
+                extra={"reconciled": len(seen), "remaining_ms": remaining_ms(), "budget_ms": budget_ms},
+            )
+            break
+        row = conn.execute(
+            q("send_take_unknown"), {"token": token, "after_seconds": after_seconds, "seen": seen, "limit": 1}
+        ).fetchone()
+        if row is None:
+            break
         claim = Claim.from_row(row, token)
+        seen.append(claim.id)
         outcome = _reconcile(conn, claim, reconcile_attempts=int(row[9]))
         logger.info("send reconciled", extra={"send_id": claim.id, "outcome": outcome})
         if outcome == "pending":
             relay.append(claim.id)
     if relay:
         send_queue.relay_outbox(conn, relay)
-    return len(rows)
+    return len(seen)
 
 
 def _reconcile(conn: psycopg.Connection[Any], claim: Claim, *, reconcile_attempts: int) -> str:
@@ -96,8 +126,13 @@ def _pending_again(conn: psycopg.Connection[Any], claim: Claim, reason: str) -> 
 
 def sweep_outbox(conn: psycopg.Connection[Any]) -> int:
     """Relay the outbox records the after-commit relay missed (and re-queue lost pending rows)."""
-    conn.execute(q("send_requeue_stale"), {"stale_seconds": env_int("SEND_STALE_PENDING_SECONDS", 900), "limit": 500})
-    return send_queue.relay_outbox(conn, None, grace_seconds=env_int("SEND_RELAY_GRACE_SECONDS", 10))
+    requeued = conn.execute(
+        q("send_requeue_stale"), {"stale_seconds": env_int("SEND_STALE_PENDING_SECONDS", 900), "limit": 500}
+    ).fetchall()
+    relayed = send_queue.relay_outbox(conn, None, grace_seconds=env_int("SEND_RELAY_GRACE_SECONDS", 10))
+    if requeued or relayed:
+        logger.info("send outbox swept", extra={"relayed": relayed, "requeued": len(requeued)})
+    return relayed
 
 
 def stuck_rows(conn: psycopg.Connection[Any]) -> int:

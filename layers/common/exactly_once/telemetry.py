@@ -30,7 +30,8 @@ class Metric:
     PROVIDER_RETRIES = "ProviderRetriesSeen"  # deliveries the provider marked as a retry (Slack)
     LIFECYCLE = "LifecycleEvents"
     EFFECTS = "EffectsApplied"
-    RECLAIMED = "StaleClaimsReclaimed"
+    RECLAIMED = "StaleClaimsReclaimed"  # claims a reaper took back from a dead or late worker (per flow)
+    REAPERS_FAILED = "ReapersFailed"  # a reaper raised; the others still ran (reaper.run_all)
     SENDS_UNKNOWN = "SendsUnknown"
     STUCK_ROWS = "StuckRows"
     RETRIED = "EffectsRetried"

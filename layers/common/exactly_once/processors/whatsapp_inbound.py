@@ -97,6 +97,7 @@ def _enqueue_reply(conn: psycopg.Connection[Any], message: InboundMessage, text:
 
     The key can only exist already when the message row was purged (retention) and Meta
     re-delivered it: the reply queued back then stands, whatever the bot answers now.
+    The delivery policy is the channel's, as POST /sends reads it (SEND_POLICY_WHATSAPP).
     """
     try:
         return send_queue.enqueue(
@@ -107,6 +108,7 @@ def _enqueue_reply(conn: psycopg.Connection[Any], message: InboundMessage, text:
                 sender_account=message.phone_number_id,
                 recipient=message.wa_id,
                 payload={"text": text},
+                policy=send_queue.default_policy("whatsapp"),
             ),
         )
     except send_queue.IdempotencyConflictError as exc:

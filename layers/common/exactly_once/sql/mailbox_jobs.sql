@@ -36,18 +36,27 @@ SELECT job_id, user_id
  LIMIT %(limit)s;
 
 -- name: mailbox_users_due
--- Enabled users whose last job's slot is an interval old (or who never had one), and every user with
--- a pending job (the scheduler logs that it skipped them, with the job's status).
-SELECT c.user_id, c.interval_minutes, p.job_id AS pending_job_id, p.status AS pending_status,
-       coalesce(p.started_at, p.created_at) AS pending_since
-  FROM mailbox_configs c
-  LEFT JOIN LATERAL (SELECT max(j.slot) AS last_slot FROM mailbox_jobs j WHERE j.user_id = c.user_id) l ON true
-  LEFT JOIN mailbox_jobs p ON p.user_id = c.user_id AND p.status IN ('scheduled', 'queued', 'running')
- WHERE c.enabled
-   AND (p.job_id IS NOT NULL OR l.last_slot IS NULL
-        OR l.last_slot + make_interval(mins => c.interval_minutes) <= %(slot)s)
- ORDER BY c.user_id
- LIMIT %(limit)s;
+-- Enabled users whose last job's slot is an interval old (or who never had one) and who have no
+-- pending job: up to %(limit)s of them, so users waiting on a pending job never take a due
+-- user's place. Then, apart and limited on their own, the users with a pending job (the scheduler
+-- logs that it skipped them, with the job's status); their pending_job_id is never NULL.
+(SELECT c.user_id, c.interval_minutes, NULL::text AS pending_job_id, NULL::text AS pending_status,
+        NULL::timestamptz AS pending_since
+   FROM mailbox_configs c
+   LEFT JOIN LATERAL (SELECT max(j.slot) AS last_slot FROM mailbox_jobs j WHERE j.user_id = c.user_id) l ON true
+  WHERE c.enabled
+    AND NOT EXISTS (SELECT 1 FROM mailbox_jobs p
+                     WHERE p.user_id = c.user_id AND p.status IN ('scheduled', 'queued', 'running'))
+    AND (l.last_slot IS NULL OR l.last_slot + make_interval(mins => c.interval_minutes) <= %(slot)s)
+  ORDER BY c.user_id
+  LIMIT %(limit)s)
+UNION ALL
+(SELECT c.user_id, c.interval_minutes, p.job_id, p.status, coalesce(p.started_at, p.created_at)
+   FROM mailbox_configs c
+   JOIN mailbox_jobs p ON p.user_id = c.user_id AND p.status IN ('scheduled', 'queued', 'running')
+  WHERE c.enabled
+  ORDER BY c.user_id
+  LIMIT %(limit)s);
 
 -- name: mailbox_job_claim
 -- queued/scheduled -> running, or take over a running job whose lease ran out (its worker died).

@@ -54,6 +54,8 @@ RETURNING send_id;
 -- allows one more send now (daily cap, minimum spacing, no pause), which it takes in the same
 -- statement. Concurrent claimers wait on the row lock and then re-check status = 'pending'
 -- (READ COMMITTED re-evaluates the WHERE on the new row version): exactly one wins.
+-- A new sender's row is created with the defaults; it takes the first send only if its cap
+-- allows one (a cap of 0 creates the row with nothing taken, and the claim fails).
 WITH target AS (
     SELECT id, channel, sender_account
       FROM send_queue
@@ -62,16 +64,18 @@ WITH target AS (
 ), pace AS (
     INSERT INTO sender_pacing AS p (channel, sender_account, daily_cap, min_spacing_seconds, day, sent_today,
                                     last_sent_at)
-    SELECT channel, sender_account, %(daily_cap)s, %(min_spacing_seconds)s, current_date, 1, now() FROM target
+    SELECT channel, sender_account, %(daily_cap)s, %(min_spacing_seconds)s, current_date,
+           CASE WHEN %(daily_cap)s > 0 THEN 1 ELSE 0 END, CASE WHEN %(daily_cap)s > 0 THEN now() END
+      FROM target
     ON CONFLICT (channel, sender_account) DO UPDATE
        SET sent_today = CASE WHEN p.day = current_date THEN p.sent_today + 1 ELSE 1 END,
            day = current_date,
            last_sent_at = now(),
            updated_at = now()
      WHERE (p.paused_until IS NULL OR p.paused_until <= now())
-       AND (p.day <> current_date OR p.sent_today < p.daily_cap)
+       AND (CASE WHEN p.day = current_date THEN p.sent_today ELSE 0 END) < p.daily_cap
        AND (p.last_sent_at IS NULL OR p.last_sent_at + make_interval(secs => p.min_spacing_seconds) <= now())
-    RETURNING 1
+    RETURNING p.sent_today > 0 AS taken
 ), claimed AS (
     UPDATE send_queue s
        SET status = 'processing',
@@ -82,7 +86,7 @@ WITH target AS (
            status_changed_at = now(),
            updated_at = now()
       FROM target t
-     WHERE s.id = t.id AND EXISTS (SELECT 1 FROM pace)
+     WHERE s.id = t.id AND EXISTS (SELECT 1 FROM pace WHERE taken)
     RETURNING s.id, s.channel, s.sender_account, s.recipient, s.payload, s.policy::text AS policy, s.attempts,
               s.max_attempts, s.call_started_at
 )
@@ -95,19 +99,33 @@ SELECT s.status::text AS status,
        s.scheduled_for,
        GREATEST(p.paused_until,
                 p.last_sent_at + make_interval(secs => p.min_spacing_seconds),
-                CASE WHEN p.day = current_date AND p.sent_today >= p.daily_cap
+                CASE WHEN (CASE WHEN p.day = current_date THEN p.sent_today ELSE 0 END) >= p.daily_cap
                      THEN (current_date + 1)::timestamptz END) AS pacing_next
   FROM send_queue s
   LEFT JOIN sender_pacing p ON p.channel = s.channel AND p.sender_account = s.sender_account
  WHERE s.id = %(id)s;
 
 -- name: send_defer
--- Pacing said "not now": move the row's time and give it an outbox record for then.
-WITH moved AS (
-    UPDATE send_queue
-       SET scheduled_for = %(until)s, updated_at = now()
-     WHERE id = %(id)s AND status = 'pending'
-    RETURNING id, scheduled_for
+-- Pacing said "not now": move the row's time FORWARD, never back, to the latest of %(until)s (what
+-- the caller read), the sender's pacing as it stands now, and now; with an outbox record for then.
+-- A row rescheduled later in between (a warning's resume time, another worker's deferral) keeps
+-- its time, and its own record: only a move forward adds one, so the copies of a paced row's
+-- message that overlapping workers receive add no records. The row lock makes a concurrent
+-- deferral re-check scheduled_for on the row as the first one left it.
+WITH pacing AS (
+    SELECT GREATEST(p.paused_until,
+                    p.last_sent_at + make_interval(secs => p.min_spacing_seconds),
+                    CASE WHEN (CASE WHEN p.day = current_date THEN p.sent_today ELSE 0 END) >= p.daily_cap
+                         THEN (current_date + 1)::timestamptz END) AS next_at
+      FROM send_queue s
+      JOIN sender_pacing p ON p.channel = s.channel AND p.sender_account = s.sender_account
+     WHERE s.id = %(id)s
+), moved AS (
+    UPDATE send_queue s
+       SET scheduled_for = t.at, updated_at = now()
+      FROM (SELECT GREATEST(%(until)s::timestamptz, (SELECT next_at FROM pacing), now()) AS at) t
+     WHERE s.id = %(id)s AND s.status = 'pending' AND s.scheduled_for < t.at
+    RETURNING s.id, s.scheduled_for
 )
 INSERT INTO send_outbox (send_id, available_at)
 SELECT id, scheduled_for FROM moved
@@ -196,13 +214,16 @@ RETURNING id;
 
 -- name: send_take_unknown
 -- The reconciler takes unknown rows older than the settling delay (a request that hung may
--- still land): a fresh claim token fences out anyone still holding the old one.
+-- still land): a fresh claim token fences out anyone still holding the old one. It takes them
+-- one at a time while the run has time left (a taken row counts a reconciliation attempt), and
+-- never a row it already took in this run (%(seen)s).
 UPDATE send_queue
    SET claim_token = %(token)s,
        reconcile_attempts = reconcile_attempts + 1,
        updated_at = now()
  WHERE id IN (SELECT id FROM send_queue
                WHERE status = 'unknown' AND updated_at <= now() - make_interval(secs => %(after_seconds)s)
+                 AND id <> ALL(%(seen)s::bigint[])
                ORDER BY updated_at LIMIT %(limit)s
                  FOR UPDATE SKIP LOCKED)
 RETURNING id, channel, sender_account, recipient, payload, policy::text AS policy, attempts, max_attempts,
