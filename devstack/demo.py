@@ -2,6 +2,7 @@
 
     make demo                          # against http://127.0.0.1:$PORT, or a stack it starts
     make demo ARGS="--events 500 --copies 4 --clients 32"
+    make demo ARGS="--flows unipile,stripe,sends"
     make demo ARGS="--naive"           # the same storm against a check-then-insert processor
     make demo ARGS="--both"            # both, side by side
 
@@ -59,7 +60,8 @@ class ProgressBar:
 
 
 def table(result: dict[str, Any]) -> str:
-    dups = result["duplicates_stopped"]
+    absent = set(result.get("absent_layers") or ())
+    dups = {k: "n/a" if k in absent else v for k, v in result["duplicates_stopped"].items()}
     effects = ", ".join(f"{k} effect(s): {v}" for k, v in result["effects_per_event"].items())
     ack = result["ack_ms"]
     ok = result["lost"] == 0 and result["extra_effects"] == 0
@@ -121,21 +123,27 @@ def storm_all(
     base_url: str,
     parameters: dict[str, str],
     *,
-    events: int,
+    events: int | None,
     copies: int,
     clients: int,
     modes: list[bool],
     graph_updated: bool = True,
     quiet: bool = False,
     only: set[str] | None = None,
+    env: dict[str, dict[str, str]] | None = None,
 ) -> tuple[list[FlowResult], list[dict[str, str]]]:
-    """Run the storm for every available flow and mode; return results and skipped flows."""
+    """Run the storm for every available flow and mode; return results and skipped flows.
+
+    ``events`` None: each flow's own default (smaller for the flows added after Graph,
+    LiveKit and WhatsApp, so the whole demo stays within a few minutes on moto).
+    ``env``: the whole env.local.json, for function-level variables (Unipile's header name).
+    """
     routes = {r["route"] for r in launcher.get_json(base_url + "/local/routes")}
     bar = None if quiet else ProgressBar()
     results: list[FlowResult] = []
     skipped: list[dict[str, str]] = []
     for naive in modes:
-        for flow, reason in discover(parameters, routes, graph_updated):
+        for flow, reason in discover(parameters, routes, graph_updated, env):
             if only and flow.name not in only:
                 continue
             if reason:
@@ -149,7 +157,7 @@ def storm_all(
                     flow,
                     base_url,
                     parameters["DATABASE_URL"],
-                    n=events,
+                    n=events or flow.default_events,
                     copies=copies,
                     clients=clients,
                     naive=naive,
@@ -164,13 +172,23 @@ def storm_all(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT', '3000')}")
-    parser.add_argument("--events", type=int, default=200, help="unique events per flow")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="unique events per flow (default: 200 for graph, livekit, whatsapp; 50 for the others)",
+    )
     parser.add_argument("--copies", type=int, default=3, help="deliveries of each event")
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--naive", action="store_true", help="storm the check-then-insert baseline instead")
     mode.add_argument("--both", action="store_true", help="storm the bundle, then the naive baseline")
-    parser.add_argument("--flows", default="", help="comma-separated flows to storm (default: every flow found)")
+    parser.add_argument(
+        "--flows",
+        default="",
+        help="comma-separated flows to storm (default: every flow found): graph, livekit, whatsapp, unipile, "
+        "standard, stripe, github, slack, sends",
+    )
     parser.add_argument("--no-updated", action="store_true", help="Graph: no extra 'updated' notification")
     parser.add_argument("--report", type=Path, default=ROOT / ".local" / "demo" / "report.json")
     parser.add_argument("--plot", type=Path, default=ROOT / ".local" / "demo" / "report.png")
@@ -198,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             modes=modes,
             graph_updated=not args.no_updated,
             only={f for f in args.flows.split(",") if f},
+            env=running.env(),
         )
     for s in skipped:
         print(f"skipped {s['flow']}: {s['reason']}")
@@ -206,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table(summary))
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    report = {"events": args.events, "copies": args.copies, "clients": args.clients, "flows": summaries}
+    report = {"events": args.events or "per flow", "copies": args.copies, "clients": args.clients, "flows": summaries}
     args.report.write_text(json.dumps({**report, "skipped": skipped}, indent=2) + "\n", encoding="utf-8")
     plot(results, args.plot)
     print(f"\nreport: {args.report}\nplot:   {args.plot}")

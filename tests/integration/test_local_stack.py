@@ -20,10 +20,12 @@ from psycopg import sql
 
 from devstack import launcher
 from devstack.storm import StormClient, run_storm
-from devstack.storm_flows import GraphFlow, discover
+from devstack.storm_flows import GENERIC, GraphFlow, discover
 from devstack.template import Template
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: The flows after Graph, LiveKit and WhatsApp: Unipile inbound, the generic adapters, the send queue.
+ADDED_FLOWS = {"unipile", *GENERIC, "sends"}
 
 
 def _drop(name: str) -> None:
@@ -153,7 +155,47 @@ def test_storm_through_every_flow_the_stack_has_counts_one_effect_per_event(stac
         # THEN each has exactly one effect, where it is counted (Postgres rows, fake provider calls)
         assert result.effects_per_event == {1: 15}, flow.name
         assert (result.lost, result.http_errors) == (0, 0), flow.name
-        assert result.dup_ingest >= 15, flow.name
+        # AND the copies were stopped: at ingest (webhooks) or by the key's row (POST /sends)
+        assert result.dup_ingest + result.dup_postgres >= 15, flow.name
+
+
+def added_flows(stack: launcher.RunningStack) -> list[Any]:
+    routes = {r["route"] for r in launcher.get_json(stack.url + "/local/routes")}
+    found = [
+        (f, why) for f, why in discover(stack.parameters(), routes, functions=stack.env()) if f.name in ADDED_FLOWS
+    ]
+    assert {f.name: why for f, why in found} == dict.fromkeys(ADDED_FLOWS), "every added flow runs locally"
+    return [f for f, _ in found]
+
+
+def test_storm_through_unipile_generic_adapters_and_sends_makes_one_effect_per_event(stack):
+    for flow in added_flows(stack):
+        # WHEN 5 events each arrive 3 times (2 racing, 1 later), signed as the provider signs
+        result = run_storm(flow, stack.url, stack.parameters()["DATABASE_URL"], n=5, copies=3, clients=6)
+        # THEN each has exactly one effect where it lands: linkedin_messages / event_log rows, Unipile sends
+        assert result.effects_per_event == {1: 5}, flow.name
+        assert (result.lost, result.extra_effects, result.http_errors) == (0, 0, 0), flow.name
+        if flow.name == "sends":
+            # AND POST /sends created each key once; every other copy got the existing row (200)
+            assert (result.accepted, result.dup_postgres, result.dup_ingest) == (5, 10, 0)
+        else:
+            # AND every copy was answered at ingest, and what ingest let through was stopped further on
+            assert result.accepted + result.dup_ingest == 15, flow.name
+            assert result.accepted == 5 + result.dup_fifo + result.dup_worker, flow.name
+
+
+def test_naive_twins_of_the_added_flows_let_racing_copies_through(stack):
+    extra = 0
+    for flow in added_flows(stack):
+        assert flow.supports_naive, flow.name
+        # WHEN the same storm hits the check-then-insert twin
+        result = run_storm(flow, stack.url, stack.parameters()["DATABASE_URL"], n=5, copies=3, clients=6, naive=True)
+        # THEN every event has its effect, counted where the twin puts it
+        assert (result.lost, result.http_errors) == (0, 0), flow.name
+        assert set(result.effects_per_event) <= {1, 2}, flow.name  # two racing copies; the later one sees a row
+        extra += result.extra_effects
+    # AND racing copies both passed the SELECT somewhere (30 events with two racing copies each)
+    assert extra > 0
 
 
 @pytest.mark.slow
