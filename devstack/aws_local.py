@@ -71,7 +71,7 @@ class LocalAws:
             if fifo:
                 attrs["FifoQueue"] = "true"
                 attrs["ContentBasedDeduplication"] = str(bool(props.get("ContentBasedDeduplication"))).lower()
-            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds"):
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize"):
                 if key in props:
                     attrs[key] = str(props[key])
             redrive = props.get("RedrivePolicy")

@@ -24,6 +24,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
+class LocalHTTPServer(ThreadingHTTPServer):
+    """The local stack's HTTP servers: a listen backlog for a storm's many connections at once.
+
+    A class attribute, because ``socketserver`` calls ``listen(request_queue_size)`` while the
+    constructor binds: setting it on the instance afterwards leaves the backlog at 5.
+    """
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @dataclass
 class FakeRequest:
     method: str
@@ -81,8 +92,7 @@ class FakeProviders:
         self.state: dict[str, Any] = {}
         self.behaviours: dict[str, Behaviour] = {}
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = LocalHTTPServer((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
         from devstack import fake_graph
 

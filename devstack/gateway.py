@@ -13,11 +13,11 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.fakes import FakeProviders
+from devstack.fakes import FakeProviders, LocalHTTPServer
 from devstack.functions_host import FunctionHost
 from devstack.lambda_runtime import apigw_event, http_response
 from devstack.routes import Route
@@ -46,9 +46,7 @@ class Gateway:
         self.functions = functions
         self.fakes = fakes
         self.local: dict[tuple[str, str], LocalHandler] = {}
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 128  # a storm opens many connections at once
+        self._server = LocalHTTPServer((host, port), self._handler_class())
 
     @property
     def port(self) -> int:

@@ -9,7 +9,6 @@ from exactly_once.secrets import get_secret
 from exactly_once.telemetry import logger
 
 
-@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # Read per request through the secrets cache (SECRETS_MAX_AGE): a rotated token takes effect
     # without a cold start, and a missing one denies every request instead of failing init.

@@ -64,7 +64,7 @@ def test_missing_secret_fails_fast(monkeypatch):
 
 
 def test_the_authorizer_reads_the_token_per_request_and_denies_without_one(monkeypatch):
-    from devstack.lambda_runtime import LambdaContext, add_code_paths
+    from devstack.lambda_runtime import add_code_paths
 
     add_code_paths()
     import api_authorizer
@@ -73,9 +73,9 @@ def test_the_authorizer_reads_the_token_per_request_and_denies_without_one(monke
     monkeypatch.delenv("APP_SECRET_ARN", raising=False)
     monkeypatch.delenv("API_TOKEN", raising=False)
     # No token configured: every request is denied, nothing raises at import or per request.
-    assert api_authorizer.handler(event, LambdaContext("ApiAuthorizer")) == {"isAuthorized": False}
+    assert api_authorizer.handler(event, None) == {"isAuthorized": False}
     monkeypatch.setenv("API_TOKEN", "old-token")
-    assert api_authorizer.handler(event, LambdaContext("ApiAuthorizer")) == {"isAuthorized": False}
+    assert api_authorizer.handler(event, None) == {"isAuthorized": False}
     # Rotated: the next request sees the new token, no cold start needed.
     monkeypatch.setenv("API_TOKEN", "new-token")
-    assert api_authorizer.handler(event, LambdaContext("ApiAuthorizer")) == {"isAuthorized": True}
+    assert api_authorizer.handler(event, None) == {"isAuthorized": True}

@@ -23,8 +23,6 @@ def test_the_policy_variables_are_named_per_channel():
 
 @pytest.mark.parametrize("function", sorted(QUEUES_SENDS))
 def test_every_function_that_queues_sends_gets_the_policy_settings(function):
-    if function == "EventWorkerFunction" and "SEND_POLICY_WHATSAPP" not in Template.load().function_env(function):
-        pytest.xfail("template.yaml: EventWorkerFunction needs SEND_POLICY_WHATSAPP: !Ref SendPolicyWhatsapp")
     env = Template.load().function_env(function)
     for channel in QUEUES_SENDS[function]:
         assert send_queue.policy_variable(channel) in env, (function, channel)

@@ -32,6 +32,8 @@ class IngestSettings:
     idempotency_table: str
     events_queue_url: str
     max_body_bytes: int
+    # How long a delivery waits for another delivery holding the same key before answering 503.
+    in_progress_wait_ms: int = 1000
 
     @classmethod
     def from_env(cls) -> IngestSettings:
@@ -39,4 +41,5 @@ class IngestSettings:
             idempotency_table=env("IDEMPOTENCY_TABLE"),
             events_queue_url=env("EVENTS_QUEUE_URL"),
             max_body_bytes=env_int("MAX_BODY_BYTES", 1_048_576),
+            in_progress_wait_ms=env_int("INGEST_IN_PROGRESS_WAIT_MS", 1000),
         )

@@ -34,4 +34,10 @@ def webhook_ingest(
             window_seconds=adapter.dedup_window_seconds,
             client=aws.dynamodb(),
         )
-    return WebhookIngest(adapter, deduper, EventQueue(settings.events_queue_url, aws.sqs()), settings.max_body_bytes)
+    return WebhookIngest(
+        adapter,
+        deduper,
+        EventQueue(settings.events_queue_url, aws.sqs()),
+        settings.max_body_bytes,
+        in_progress_wait_ms=settings.in_progress_wait_ms,
+    )
