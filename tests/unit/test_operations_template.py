@@ -69,6 +69,7 @@ def test_every_dead_letter_queue_has_an_alarm_on_any_message(template):
         ("ConstraintViolationsAlarm", "SUM", Metric.CONSTRAINT_RECOVERED, "GreaterThanThreshold"),
         ("StuckRowsAlarm", "MAX", Metric.STUCK_ROWS, "GreaterThanThreshold"),
         ("SignatureFailuresAlarm", "SUM", Metric.SIGNATURE_FAILURES, "GreaterThanOrEqualToThreshold"),
+        ("ReapersFailedAlarm", "SUM", Metric.REAPERS_FAILED, "GreaterThanThreshold"),
     ],
 )
 def test_catalogue_alarms_watch_every_provider(template, alarm, function, metric, comparison):
@@ -81,7 +82,7 @@ def test_catalogue_alarms_watch_every_provider(template, alarm, function, metric
 
 def test_zero_tolerance_alarms_fire_on_the_first_one(template):
     found = alarms(template)
-    for name in ("QuarantinedAlarm", "ConstraintViolationsAlarm", "StuckRowsAlarm"):
+    for name in ("QuarantinedAlarm", "ConstraintViolationsAlarm", "StuckRowsAlarm", "ReapersFailedAlarm"):
         assert found[name]["Threshold"] == 0, name
     assert found["SignatureFailuresAlarm"]["Threshold"] == {"Ref": "SignatureFailureAlarmThreshold"}
 

@@ -16,7 +16,7 @@ logger = Logger(service="exactly-once")
 
 
 class Metric:
-    """The catalogue (documented in docs/operations.md: add a row there with a new name)."""
+    """The catalogue (documented in the README's "Metric catalogue": add a row there with a new name)."""
 
     DELIVERIES = "DeliveriesReceived"
     ACCEPTED = "EventsAccepted"
