@@ -5,9 +5,12 @@ Side by side, in one run, on one server and one fresh database:
 - ``seed000``: the path of seed 000 after its fix: a session advisory lock, three
   separate duplicate checks (tickets, comments, quarantine), the insert, the unlock;
   every statement its own round trip in autocommit;
-- ``bundle``: ``exactly_once.tickets.apply_mail``, the Graph worker's own code: one
-  statement in autocommit calling ``eo_apply_mail`` (xact locks, the guarded
-  INSERT .. ON CONFLICT, the event log row), so one round trip per event;
+- ``bundle``: ``exactly_once.tickets.apply_mail``, the Graph worker's own code for one
+  event: one statement in autocommit calling ``eo_apply_mail`` (xact locks, the guarded
+  INSERT .. ON CONFLICT, the event log row), so one round trip and one commit per event;
+- ``bundle_batch``: ``exactly_once.tickets.apply_mails`` over batches of 10, what the worker
+  does with an SQS batch (the template's BatchSize): every lock first in one global order,
+  then the same effect per mail, one round trip and one commit per batch;
 - ``pgbench``: pgbench's single-row INSERT with the same 8 clients: the ceiling.
 
 Duplicates are a later notification of a mail already in the list (a different
@@ -38,6 +41,7 @@ from bench.common import median, table, write_result
 from devstack.lambda_runtime import add_code_paths
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BATCH = 10  # the event worker's SQS BatchSize in template.yaml
 _SQL = Path(__file__).with_name("sql") / "pg_worker.sql"
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -78,7 +82,7 @@ def worker(variant: str, url: str, run: str, items: list[tuple[int, int]], ready
     add_code_paths()
     from exactly_once.events import InboundEvent
     from exactly_once.graph_client import MailMessage
-    from exactly_once.tickets import apply_mail
+    from exactly_once.tickets import apply_mail, apply_mails
 
     q = queries()
     outcomes: dict[str, int] = {}
@@ -86,20 +90,30 @@ def worker(variant: str, url: str, run: str, items: list[tuple[int, int]], ready
         conn.execute("SELECT 1")
         ready.wait()
         go.wait()
+
+        def effect(mail: int, copy: int) -> tuple[MailMessage, InboundEvent, str]:
+            p = _params(run, mail)
+            message = MailMessage(
+                p["graph_message_id"],
+                p["message_id"],
+                p["conversation_id"],
+                p["subject"],
+                p["sender"],
+                p["preview"],
+                (),
+            )
+            return message, InboundEvent("graph", f"graph:bench:{run}:{mail}:{copy}", "g", "created", {}), p["mailbox"]
+
+        if variant == "bundle_batch":
+            for start in range(0, len(items), BATCH):
+                for result in apply_mails(conn, [effect(m, c) for m, c in items[start : start + BATCH]]):
+                    outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+            out.put(outcomes)
+            return
         for mail, copy in items:
             p = _params(run, mail)
             if variant == "bundle":
-                message = MailMessage(
-                    p["graph_message_id"],
-                    p["message_id"],
-                    p["conversation_id"],
-                    p["subject"],
-                    p["sender"],
-                    p["preview"],
-                    (),
-                )
-                event = InboundEvent("graph", f"graph:bench:{run}:{mail}:{copy}", "g", "created", {})
-                outcome = apply_mail(conn, message, event, p["mailbox"]).outcome
+                outcome = apply_mail(conn, *effect(mail, copy)).outcome
             else:
                 conn.execute(q["seed_lock"], p)
                 try:
@@ -193,7 +207,7 @@ def main() -> None:
             migrate(conn)
             conn.execute(queries()["ceiling_table"])
         items = workload(args.events, args.dup_share)
-        runs: dict[str, list[dict[str, Any]]] = {"seed000": [], "bundle": []}
+        runs: dict[str, list[dict[str, Any]]] = {"seed000": [], "bundle": [], "bundle_batch": []}
         ceiling: list[float] = []
         for _ in range(args.rounds):  # interleaved, so a noisy neighbour hits every variant alike
             for variant, results in runs.items():
@@ -206,6 +220,7 @@ def main() -> None:
     mails = round(args.events * (1 - args.dup_share))
     seed_eps = round(median([r["events_per_s"] for r in runs["seed000"]]), 1)
     bundle_eps = round(median([r["events_per_s"] for r in runs["bundle"]]), 1)
+    batch_eps = round(median([r["events_per_s"] for r in runs["bundle_batch"]]), 1)
     pgbench_tps = round(median(ceiling), 1)
     rows = [
         ("seed000 (session lock, 3 checks, insert, unlock)", seed_eps, "1.00", _ok(runs["seed000"], mails)),
@@ -215,12 +230,19 @@ def main() -> None:
             f"{bundle_eps / seed_eps:.2f}",
             _ok(runs["bundle"], mails),
         ),
+        (
+            f"bundle, SQS batches of {BATCH} (apply_mails: one statement, one commit)",
+            batch_eps,
+            f"{batch_eps / seed_eps:.2f}",
+            _ok(runs["bundle_batch"], mails),
+        ),
         ("pgbench single-row INSERT (ceiling)", pgbench_tps, f"{pgbench_tps / seed_eps:.2f}", "-"),
     ]
     print(table(rows, ("path", "events/s (median)", "x seed000", "one ticket per mail")))
     print(
-        f"\nbundle = {bundle_eps / seed_eps:.2f}x seed000 (goal >= 3), "
-        f"{bundle_eps / pgbench_tps:.2f} of the pgbench ceiling (goal >= 0.5); "
+        f"\nthe worker's path (batches of {BATCH}) = {batch_eps / seed_eps:.2f}x seed000 (goal >= 3), "
+        f"{batch_eps / pgbench_tps:.2f} of the pgbench ceiling (goal >= 0.5); one event at a time: "
+        f"{bundle_eps / seed_eps:.2f}x, {bundle_eps / pgbench_tps:.2f}; "
         f"{args.workers} processes, {args.events} events, {args.dup_share:.0%} duplicates, {args.rounds} rounds"
     )
     path = write_result(
@@ -232,16 +254,21 @@ def main() -> None:
             "rounds": args.rounds,
             "seed000": runs["seed000"],
             "bundle": runs["bundle"],
+            "bundle_batch": runs["bundle_batch"],
+            "batch_size": BATCH,
             "load_average_at_end": list(os.getloadavg()),
             "pgbench_tps": ceiling,
             "median_events_per_s": {
                 "seed000": seed_eps,
                 "bundle": bundle_eps,
+                "bundle_batch": batch_eps,
                 "pgbench": pgbench_tps,
             },
             "ratios": {
                 "bundle_vs_seed000": round(bundle_eps / seed_eps, 2),
                 "bundle_vs_pgbench": round(bundle_eps / pgbench_tps, 2),
+                "bundle_batch_vs_seed000": round(batch_eps / seed_eps, 2),
+                "bundle_batch_vs_pgbench": round(batch_eps / pgbench_tps, 2),
             },
         },
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import errors
+from psycopg.types.json import Jsonb
 
 from exactly_once import store
 from exactly_once.events import InboundEvent
@@ -24,7 +26,43 @@ class MailOutcome:
 
 def apply_mail(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent, mailbox: str) -> MailOutcome:
     """Create the ticket, or the comment of a reply, unless this mail already has one."""
-    params = {
+    try:
+        # One statement in autocommit: one round trip, its implicit transaction holds the locks.
+        row = conn.execute(q("mail_apply"), _params(mail, event, mailbox)).fetchone()
+    except errors.UniqueViolation:
+        return _recover(conn, mail, event)  # a constraint the statement could not absorb
+    if row is None:  # the statement always yields one row; guard for the type checker
+        raise RuntimeError("statement returned no row")
+    return _settled(conn, mail, event, str(row[0]), str(row[1]), row[2])
+
+
+def apply_mails(
+    conn: psycopg.Connection[Any], items: Sequence[tuple[MailMessage, InboundEvent, str]]
+) -> list[MailOutcome]:
+    """``apply_mail`` for several mails (an SQS batch) in one statement, one transaction, one commit.
+
+    The same effects as applying them one by one in this order; the commit, which sets the pace
+    of one-by-one effects, is paid once. A unique violation rolls the whole statement back, and
+    the mails are then applied one by one, each with its own recovery.
+    """
+    if len(items) <= 1:
+        return [apply_mail(conn, *item) for item in items]
+    payload = [_params(mail, event, mailbox) for mail, event, mailbox in items]
+    try:
+        rows = conn.execute(q("mail_apply_batch"), {"mails": Jsonb(payload)}).fetchall()
+    except errors.UniqueViolation:
+        return [apply_mail(conn, *item) for item in items]
+    if len(rows) != len(items):
+        raise RuntimeError(f"statement returned {len(rows)} rows for {len(items)} mails")
+    by_ord = {int(row[0]): row for row in rows}
+    return [
+        _settled(conn, mail, event, str(by_ord[i][1]), str(by_ord[i][2]), by_ord[i][3])
+        for i, (mail, event, _) in enumerate(items)
+    ]
+
+
+def _params(mail: MailMessage, event: InboundEvent, mailbox: str) -> dict[str, Any]:
+    return {
         "thread": mail.conversation_id or mail.internet_message_id,
         "message_id": mail.internet_message_id,
         "references": list(mail.references),
@@ -38,17 +76,14 @@ def apply_mail(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundE
         "kind": event.kind,
         "replay_of": (event.replay or {}).get("original_key"),
     }
-    try:
-        # One statement in autocommit: one round trip, its implicit transaction holds the locks.
-        row = conn.execute(q("mail_apply"), params).fetchone()
-    except errors.UniqueViolation:
-        return _recover(conn, mail, event)  # a constraint the statement could not absorb
-    if row is None:  # the statement always yields one row; guard for the type checker
-        raise RuntimeError("statement returned no row")
-    outcome, existing_kind, row_id = str(row[0]), str(row[1]), row[2]
+
+
+def _settled(
+    conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent, outcome: str, kind: str, row_id: Any
+) -> MailOutcome:
     if outcome == "conflict":
         return _recover(conn, mail, event)  # the INSERT met a row its snapshot could not see
-    return MailOutcome(outcome, row_id, existing_kind)
+    return MailOutcome(outcome, row_id, kind)
 
 
 def _recover(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent) -> MailOutcome:

@@ -7,9 +7,10 @@ acknowledges it, so a poison message never blocks its group.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
@@ -21,6 +22,8 @@ from exactly_once.events import QUARANTINE_KIND, InboundEvent
 from exactly_once.telemetry import Metric, counters, logger
 
 Processor = Callable[[InboundEvent], str]
+# Settles a batch's events of one provider at once: (SQS message id, event) in order -> outcomes by id.
+BatchProcessor = Callable[[Sequence[tuple[str, InboundEvent]]], dict[str, str]]
 
 # provider -> "module:function"; imported on first use so a worker pays only for what it meets.
 PROCESSORS: dict[str, str] = {
@@ -34,11 +37,21 @@ PROCESSORS: dict[str, str] = {
     "whatsapp": "exactly_once.processors.whatsapp_inbound:process",
 }
 
+# provider -> "module:function" of a batch processor: one Postgres commit for a batch's effects.
+# What it leaves unsettled goes through the provider's processor, one record at a time.
+BATCH_PROCESSORS: dict[str, str] = {
+    "graph": "exactly_once.processors.graph_mail:process_batch",
+}
+
 
 class EventWorker:
-    def __init__(self, processors: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, processors: Mapping[str, str] | None = None, batch_processors: Mapping[str, str] | None = None
+    ) -> None:
         self._paths = dict(processors or PROCESSORS)
+        self._batch_paths = dict(BATCH_PROCESSORS if batch_processors is None else batch_processors)
         self._loaded: dict[str, Processor] = {}
+        self._loaded_batch: dict[str, BatchProcessor] = {}
 
     def processor(self, provider: str) -> Processor | None:
         if provider not in self._loaded:
@@ -49,18 +62,59 @@ class EventWorker:
             self._loaded[provider] = getattr(importlib.import_module(module), name)
         return self._loaded[provider]
 
+    def batch_processor(self, provider: str) -> BatchProcessor | None:
+        if provider not in self._loaded_batch:
+            path = self._batch_paths.get(provider)
+            if path is None:
+                return None
+            module, _, name = path.partition(":")
+            self._loaded_batch[provider] = getattr(importlib.import_module(module), name)
+        return self._loaded_batch[provider]
+
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)
         try:
+            settled = self.settle_batches(event.get("Records") or [])
             return dict(
                 process_partial_response(
-                    event=dict(event), record_handler=self.handle_record, processor=processor, context=context
+                    event=dict(event),
+                    record_handler=functools.partial(self.handle_record, presettled=settled),
+                    processor=processor,
+                    context=context,
                 )
             )
         finally:
             counters.flush()
 
-    def handle_record(self, record: SQSRecord) -> str:
+    def settle_batches(self, records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """Outcomes, by SQS message id, of the events a batch processor settled ahead of the records.
+
+        Only an optimisation: whatever is not settled here (or all of it, when a batch processor
+        fails) goes through ``handle_record``, where every layer of protection applies as usual.
+        """
+        by_provider: dict[str, list[tuple[str, InboundEvent]]] = {}
+        for record in records:
+            try:
+                event = InboundEvent.from_message(str(record["body"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # handle_record quarantines it
+            if event.kind != QUARANTINE_KIND and event.provider in self._batch_paths:
+                by_provider.setdefault(event.provider, []).append((str(record["messageId"]), event))
+        settled: dict[str, str] = {}
+        for provider, events in by_provider.items():
+            batch = self.batch_processor(provider)
+            if batch is None or len(events) < 2:
+                continue
+            try:
+                settled.update(batch(events))
+            except Exception as exc:  # every event is then settled one by one
+                logger.warning(
+                    "batch settle failed, events go one by one",
+                    extra={"provider": provider, "layer": "worker", "error": type(exc).__name__},
+                )
+        return settled
+
+    def handle_record(self, record: SQSRecord, presettled: Mapping[str, str] | None = None) -> str:
         try:
             event = InboundEvent.from_message(record.body)
         except (ValueError, KeyError, TypeError) as exc:
@@ -71,6 +125,10 @@ class EventWorker:
             counters.incr(event.provider, Metric.REPLAYED)
             logger.append_keys(replay_of=event.replay.get("original_key"), replay_by=event.replay.get("by"))
         try:
+            early = (presettled or {}).get(record.message_id)
+            if early is not None:
+                logger.info("event settled", extra={"outcome": early, "batched": True})
+                return early
             outcome = self._settle(event)
             if event.replay:
                 from exactly_once import replay  # operator replays are rare: no import cost otherwise

@@ -7,6 +7,11 @@ SELECT outcome, existing_kind, row_id
                      %(graph_message_id)s, %(subject)s, %(sender)s, %(preview)s,
                      %(event_key)s, %(kind)s, %(replay_of)s);
 
+-- name: mail_apply_batch
+-- Several mails in one call and one commit (migrations/0010_apply_mails_batch.sql): every lock
+-- first, in one global order, then each mail as mail_apply does it; one row per mail, by ord.
+SELECT ord, outcome, existing_kind, row_id FROM eo_apply_mails(%(mails)s);
+
 -- name: mail_find
 -- After a unique violation: the row that won, if any.
 (SELECT 'ticket' AS kind, id FROM tickets WHERE external_message_id = %(message_id)s)
