@@ -100,6 +100,8 @@ def _bodies() -> list[tuple[str, bytes, Any, dict[str, str]]]:
             (200, 201, 202),
             {"idempotency-key": "h-c6"},
         ),
+        ("Idempotency-Key with NUL", b(ok), (400,), {"idempotency-key": "h-k\x00nul"}),
+        ("Idempotency-Key with a newline", b(ok), (400,), {"idempotency-key": "h-k\nline"}),
         (
             "emoji and RTL",
             b({**ok, "payload": {"text": "\U0001f600 \u202e"}}),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,10 @@ class InvalidSendError(ExactlyOnceError):
     """A send request that cannot be queued (unknown channel, empty recipient, ...)."""
 
 
+# What an identifier must not hold: control characters (NUL cannot even be stored) and lone surrogates.
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 @dataclass(frozen=True)
 class SendRequest:
     idempotency_key: str
@@ -70,6 +75,9 @@ class SendRequest:
     def validate(self) -> None:
         if not self.idempotency_key or len(self.idempotency_key) > 512:
             raise InvalidSendError("idempotency_key must be 1 to 512 characters")
+        for name in ("idempotency_key", "sender_account", "recipient"):
+            if _UNSTORABLE.search(getattr(self, name)):
+                raise InvalidSendError(f"{name} must not hold control characters or lone surrogates")
         if self.channel not in CHANNELS:
             raise InvalidSendError(f"channel must be one of {', '.join(CHANNELS)}")
         if not self.sender_account or not self.recipient:
