@@ -118,6 +118,16 @@ def apigw_event(
     }
 
 
+def fifo_message(body: str, group: str = "g", sequence: int = 1) -> dict[str, Any]:
+    """One FIFO message as ReceiveMessage returns it (for ``sqs_event``), with a fresh id."""
+    return {
+        "MessageId": str(uuid.uuid4()),
+        "ReceiptHandle": "local",
+        "Body": body,
+        "Attributes": {"MessageGroupId": group, "SequenceNumber": str(sequence)},
+    }
+
+
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     """An SQS event for Lambda from ReceiveMessage results."""
     return {

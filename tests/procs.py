@@ -6,7 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -37,20 +36,14 @@ def deliver(
 def work(env: dict[str, str], bodies: list[str], start_at: float, function: str = "EventWorkerFunction") -> int:
     """Hand queue message bodies straight to the worker handler (an SQS batch of one each); return failures."""
     _prepare(env)
-    from devstack.lambda_runtime import LambdaContext, load_handler, sqs_event
+    from devstack.lambda_runtime import LambdaContext, fifo_message, load_handler, sqs_event
 
     handler = load_handler(function)
     time.sleep(max(0.0, start_at - time.time()))
     failures = 0
     for body in bodies:
-        message = {
-            "MessageId": str(uuid.uuid4()),
-            "ReceiptHandle": "local",
-            "Body": body,
-            "Attributes": {"MessageGroupId": "g", "SequenceNumber": "1"},
-        }
         result = handler(
-            sqs_event([message], "arn:aws:sqs:us-east-1:000000000000:EventsQueue.fifo"),
+            sqs_event([fifo_message(body)], "arn:aws:sqs:us-east-1:000000000000:EventsQueue.fifo"),
             LambdaContext(function_name=function, timeout_s=60),
         )
         failures += len(result.get("batchItemFailures", []))

@@ -83,13 +83,12 @@ def work_concurrently(
     import queue
     import threading
     import time
-    import uuid
 
     os.environ.update(env)
     from devstack.lambda_runtime import LambdaContext, add_code_paths
 
     add_code_paths()
-    from devstack.lambda_runtime import load_handler, sqs_event
+    from devstack.lambda_runtime import fifo_message, load_handler, sqs_event
     from exactly_once import db, telemetry
 
     local = threading.local()
@@ -123,14 +122,8 @@ def work_concurrently(
                 body = todo.get_nowait()
             except queue.Empty:
                 return
-            message = {
-                "MessageId": str(uuid.uuid4()),
-                "ReceiptHandle": "local",
-                "Body": body,
-                "Attributes": {"MessageGroupId": "g", "SequenceNumber": "1"},
-            }
             result = handler(
-                sqs_event([message], "arn:aws:sqs:us-east-1:000000000000:SendQueue.fifo"),
+                sqs_event([fifo_message(body)], "arn:aws:sqs:us-east-1:000000000000:SendQueue.fifo"),
                 LambdaContext(function_name=function, timeout_s=60),
             )
             failures.append(len(result.get("batchItemFailures", [])))

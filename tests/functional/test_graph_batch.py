@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
-
 from devstack.fakes import Behaviour
-from devstack.lambda_runtime import LambdaContext, apigw_event, sqs_event
+from devstack.lambda_runtime import LambdaContext, apigw_event, fifo_message, sqs_event
 from exactly_once.adapters.graph import GraphAdapter
 from exactly_once.http import Request
 from tests.graph_support import HEADERS, URL, add_mail, body, item
@@ -19,15 +17,8 @@ def queue_messages(*items: dict) -> list[dict]:
     """The queue messages ingest would send for these notification items, in this order."""
     adapter = GraphAdapter(TEST_SECRETS["GRAPH_CLIENT_STATE"])
     request = Request.from_apigw_v2(apigw_event("POST", URL, body(*items).encode(), HEADERS))
-    return [
-        {
-            "MessageId": str(uuid.uuid4()),
-            "ReceiptHandle": "local",
-            "Body": event.to_message(),
-            "Attributes": {"MessageGroupId": event.group, "SequenceNumber": str(n)},
-        }
-        for n, event in enumerate(adapter.split(request).events, start=1)
-    ]
+    events = adapter.split(request).events
+    return [fifo_message(event.to_message(), event.group, n) for n, event in enumerate(events, start=1)]
 
 
 def run_batch(stack, messages: list[dict]) -> dict:
