@@ -88,18 +88,11 @@ def work_concurrently(
     from devstack.lambda_runtime import LambdaContext, add_code_paths
 
     add_code_paths()
+    from devstack.functions_host import per_thread_connections
     from devstack.lambda_runtime import fifo_message, load_handler, sqs_event
-    from exactly_once import db, telemetry
+    from exactly_once import telemetry
 
-    local = threading.local()
-
-    def connection() -> Any:
-        conn = getattr(local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            conn = local.conn = db.connect()
-        return conn
-
-    db.connection = connection  # one connection per consumer, as one per Lambda container
+    per_thread_connections()  # one connection per consumer, as one per Lambda container
     lock = threading.Lock()
     for name in ("incr", "flush"):  # one metrics buffer per process: serialise the consumers on it
         method = getattr(telemetry.Counters, name)

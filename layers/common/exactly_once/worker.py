@@ -44,6 +44,17 @@ BATCH_PROCESSORS: dict[str, str] = {
 }
 
 
+def _imported(paths: Mapping[str, str], loaded: dict[str, Any], provider: str) -> Any:
+    """The function ``paths[provider]`` names ("module:function"), imported on first use; None if none."""
+    if provider not in loaded:
+        path = paths.get(provider)
+        if path is None:
+            return None
+        module, _, name = path.partition(":")
+        loaded[provider] = getattr(importlib.import_module(module), name)
+    return loaded[provider]
+
+
 class EventWorker:
     def __init__(
         self, processors: Mapping[str, str] | None = None, batch_processors: Mapping[str, str] | None = None
@@ -54,22 +65,12 @@ class EventWorker:
         self._loaded_batch: dict[str, BatchProcessor] = {}
 
     def processor(self, provider: str) -> Processor | None:
-        if provider not in self._loaded:
-            path = self._paths.get(provider)
-            if path is None:
-                return None
-            module, _, name = path.partition(":")
-            self._loaded[provider] = getattr(importlib.import_module(module), name)
-        return self._loaded[provider]
+        processor: Processor | None = _imported(self._paths, self._loaded, provider)
+        return processor
 
     def batch_processor(self, provider: str) -> BatchProcessor | None:
-        if provider not in self._loaded_batch:
-            path = self._batch_paths.get(provider)
-            if path is None:
-                return None
-            module, _, name = path.partition(":")
-            self._loaded_batch[provider] = getattr(importlib.import_module(module), name)
-        return self._loaded_batch[provider]
+        batch: BatchProcessor | None = _imported(self._batch_paths, self._loaded_batch, provider)
+        return batch
 
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)
