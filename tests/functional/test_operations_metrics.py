@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from typing import Any
-
 from devstack.aws_local import boto_client
 from devstack.fakes import Behaviour
 from devstack.lambda_runtime import LambdaContext
 from exactly_once import cli, ops_gauges
-from exactly_once.telemetry import NAMESPACE, Metric, counters
+from exactly_once.telemetry import Metric, counters
+from tests.emf import emitted
 from tests.graph_support import add_mail, body, item, post
-
-
-def emitted(capsys) -> Counter[tuple[str, str]]:
-    """(provider, metric) -> total, from every EMF blob printed since the last call."""
-    totals: Counter[tuple[str, str]] = Counter()
-    for line in capsys.readouterr().out.splitlines():
-        if '"_aws"' not in line:
-            continue
-        blob: dict[str, Any] = json.loads(line)
-        directive = blob["_aws"]["CloudWatchMetrics"][0]
-        assert directive["Namespace"] == NAMESPACE
-        assert directive["Dimensions"] == [["provider", "service"]]
-        for metric in directive["Metrics"]:
-            values = blob[metric["Name"]]
-            totals[(blob["provider"], metric["Name"])] += sum(values) if isinstance(values, list) else values
-    return totals
 
 
 def test_ingest_counts_deliveries_accepted_events_and_duplicates_stopped_at_ingest(stack, capsys):

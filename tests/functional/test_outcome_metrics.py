@@ -6,7 +6,6 @@ whose worker vanished (SendsUnknown), and a send row the reconciliation cannot s
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
@@ -16,29 +15,18 @@ import psycopg
 
 from devstack.lambda_runtime import LambdaContext
 from exactly_once import feedback, send_queue
-from exactly_once.telemetry import NAMESPACE, Metric
+from exactly_once.telemetry import Metric
+from tests import emf
 from tests import livekit_support as lk
 from tests import send_support as sends
 from tests.graph_support import add_mail, body, item, post
 
 
 def emitted(capsys: Any) -> dict[str, Counter[str]]:
-    """metric name -> {provider dimension: total}, from every EMF blob printed since the last call.
-
-    Only the namespace and a ``provider`` dimension are required: which value a flow reports under is the
-    business of the metric's own test (the reapers' dimension is the flow's provider name)."""
+    """metric name -> {provider dimension: total}, from every EMF blob printed since the last call."""
     totals: dict[str, Counter[str]] = {}
-    for line in capsys.readouterr().out.splitlines():
-        if '"_aws"' not in line:
-            continue
-        blob: dict[str, Any] = json.loads(line)
-        directive = blob["_aws"]["CloudWatchMetrics"][0]
-        assert directive["Namespace"] == NAMESPACE
-        assert any("provider" in dims for dims in directive["Dimensions"]), directive
-        for metric in directive["Metrics"]:
-            values = blob[metric["Name"]]
-            total = sum(values) if isinstance(values, list) else values
-            totals.setdefault(metric["Name"], Counter())[str(blob["provider"])] += total
+    for (provider, name), total in emf.emitted(capsys).items():
+        totals.setdefault(name, Counter())[provider] += total
     return totals
 
 
