@@ -86,7 +86,7 @@ def test_any_oversize_text_fits_whole_characters(text):
 
 def test_whatsapp_quarantine_items_are_bounded_and_keyed_by_the_whole_item():
     item = {"id": "wamid.x", "junk": "z" * (500 * KIB)}
-    event = _quarantine_item(item, "message lacks a string id or from")
+    event = storable(_quarantine_item(item, "message lacks a string id or from"))  # as ingest carries it
     text = json.dumps(item, ensure_ascii=False, sort_keys=True)
     assert event.key == f"whatsapp:quarantine:{hashlib.sha256(text.encode()).hexdigest()}"
     assert len(event.payload["raw"].encode()) <= QUARANTINE_RAW_BYTES and text.startswith(event.payload["raw"])

@@ -101,19 +101,6 @@ def storable(event: InboundEvent) -> InboundEvent:
     return event
 
 
-def bounded_raw(text: str, limit: int = QUARANTINE_RAW_BYTES) -> tuple[str, str | None]:
-    """``text`` whole, or its first ``limit`` UTF-8 bytes and a note giving the whole size and sha256."""
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
-        return text, None
-    kept = _utf8_prefix(text, limit)
-    note = (
-        f"raw truncated to {len(kept.encode('utf-8', 'surrogatepass'))} of {len(data)} bytes, "
-        f"sha256 {hashlib.sha256(data).hexdigest()}"
-    )
-    return kept, note
-
-
 def _utf8_prefix(text: str, limit: int) -> str:
     """The longest prefix of ``text`` of at most ``limit`` UTF-8 bytes (never half a character)."""
     data = text.encode("utf-8", "surrogatepass")[: max(0, limit)]
@@ -148,7 +135,7 @@ def _oversize(event: InboundEvent, size: int) -> InboundEvent:
     limit = QUARANTINE_RAW_BYTES
     while True:
         kept = _utf8_prefix(raw, limit)
-        note = f"message of {size} bytes is over the {MAX_MESSAGE_BYTES}-byte queue limit; raw keeps the first "
+        note = f"message of {size} bytes is over the {MAX_MESSAGE_BYTES}-byte queue limit; raw truncated to the first "
         note += f"{len(kept.encode('utf-8'))} of {whole}"
         candidate = InboundEvent(
             event.provider,

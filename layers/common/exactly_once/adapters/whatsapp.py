@@ -20,7 +20,7 @@ from typing import Any
 
 from exactly_once.adapters.base import Split, WebhookAdapter, secrets_equal
 from exactly_once.errors import ForbiddenError, UnauthorizedError
-from exactly_once.events import QUARANTINE_KIND, InboundEvent, bounded_raw, quarantine_event
+from exactly_once.events import QUARANTINE_KIND, InboundEvent, quarantine_event
 from exactly_once.http import Request, text_response
 
 PROVIDER = "whatsapp"
@@ -30,9 +30,6 @@ DEFAULT_DEDUP_WINDOW_SECONDS = 8 * 24 * 3600
 #: Meta's documented ceilings per POST.
 MAX_UPDATES = 1000
 MAX_BODY_BYTES = 3 * 1024 * 1024
-# An SQS message holds 256 KB: a quarantined body larger than this travels truncated
-# (the reason says so and carries the digest of the whole body).
-_MAX_QUARANTINE_RAW = 200_000
 _MAX_CHALLENGE = 1024
 
 
@@ -174,34 +171,30 @@ def _status_event(context: dict[str, Any], phone_number_id: str, status: Any) ->
 
 
 def _quarantine_item(item: Any, reason: str) -> InboundEvent:
-    """One unreadable item, keyed by the digest of all of it; its raw text bounded (a POST holds up to 3 MB)."""
+    """One unreadable item, keyed by the digest of all of it (``events.storable`` bounds a large one's raw text)."""
     text = json.dumps(item, ensure_ascii=False, sort_keys=True)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # a \ud800 escape stays hashable
-    raw, note = bounded_raw(text)
     return InboundEvent(
         PROVIDER,
         f"whatsapp:quarantine:{digest}",
         "whatsapp:quarantine",
         QUARANTINE_KIND,
-        {"raw": raw, "reason": f"{reason} ({note})" if note else reason},
+        {"raw": text, "reason": reason},
     )
 
 
 def _quarantine_body(raw: bytes, reason: str) -> InboundEvent:
-    """The whole body for the quarantine, under the digest of its bytes (a re-delivery is the same row)."""
+    """The whole body for the quarantine, under the digest of its bytes (a re-delivery is the same row).
+
+    ``events.storable`` truncates a body too large to queue (Meta posts up to 3 MB)."""
     event = quarantine_event(PROVIDER, raw, reason)
-    notes = []
-    kept = raw
-    if len(raw) > _MAX_QUARANTINE_RAW:
-        kept = raw[:_MAX_QUARANTINE_RAW]
-        notes.append(
-            f"raw truncated to {_MAX_QUARANTINE_RAW} of {len(raw)} bytes, sha256 {event.key.rsplit(':', 1)[1]}"
-        )
-    if b"\x00" in kept:
-        notes.append("NUL bytes shown as U+FFFD")  # Postgres text cannot hold them
-    if not notes:
+    if b"\x00" not in raw:
         return event
-    text = kept.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    # Postgres text cannot hold NUL: quarantine_event shows them as U+FFFD; say so.
     return InboundEvent(
-        event.provider, event.key, event.group, event.kind, {"raw": text, "reason": f"{reason} ({'; '.join(notes)})"}
+        event.provider,
+        event.key,
+        event.group,
+        event.kind,
+        {**event.payload, "reason": f"{reason} (NUL bytes shown as U+FFFD)"},
     )
