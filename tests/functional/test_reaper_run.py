@@ -63,9 +63,9 @@ def _unknown(db, key: str) -> int:
 def _with_failing_reapers(monkeypatch) -> None:
     names = list(reaper.REAPERS.items())
     patched = dict(names[:2])
-    patched["boom_botocore"] = f"{__name__}:botocore_fails"
+    patched["boom_botocore"] = reaper.Reaper(f"{__name__}:botocore_fails", flow="boom_botocore")
     patched.update(dict(names[2:4]))
-    patched["boom_configuration"] = f"{__name__}:configuration_fails"
+    patched["boom_configuration"] = reaper.Reaper(f"{__name__}:configuration_fails", flow="boom_configuration")
     patched.update(dict(names[4:]))
     monkeypatch.setattr(reaper, "REAPERS", patched)
 

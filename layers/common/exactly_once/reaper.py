@@ -8,8 +8,8 @@ error, a missing setting, a bug) is logged with the reaper's name, counted as ``
 under its flow, and the next reaper runs. The counters are flushed at the end in any case, and
 the run then raises ReaperRunError, so the invocation still counts as an error (Lambda Errors).
 
-``StaleClaimsReclaimed`` counts only the reapers in RECLAIMS (claims taken back from a worker
-that died or outlived its lease), under the flow's ``provider`` dimension; the other reapers
+``StaleClaimsReclaimed`` counts only the reapers marked ``reclaims`` (claims taken back from a
+worker that died or outlived its lease), under the flow's ``provider`` dimension; the other reapers
 (reconciliation, outbox relays, gauges) report through their flow's own metrics.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -24,39 +25,31 @@ import psycopg
 from exactly_once.errors import ExactlyOnceError
 from exactly_once.telemetry import Metric, counters, logger
 
-Reaper = Callable[..., int]  # (conn) -> rows handled; those in TIME_BOUNDED also take remaining_ms=
 RemainingMs = Callable[[], int]
 
-# name -> "module:function", imported when the reaper runs.
-REAPERS: dict[str, str] = {
-    "mailbox_jobs": "exactly_once.mailbox_jobs:expire_stale",
-    "livekit_feedback": "exactly_once.feedback_reaper:reap",
+
+@dataclass(frozen=True)
+class Reaper:
+    """One registered reaper: ``path`` names ``(conn) -> rows handled`` as "module:function"."""
+
+    path: str
+    flow: str  # the ``provider`` dimension its flow's other metrics use
+    reclaims: bool = False  # its count is claims taken back (StaleClaimsReclaimed)
+    time_bounded: bool = False  # it takes ``remaining_ms=`` and stops early, so the later ones run
+
+
+# Run in this order, each imported when it runs.
+REAPERS: dict[str, Reaper] = {
+    "mailbox_jobs": Reaper("exactly_once.mailbox_jobs:expire_stale", "mailbox", reclaims=True),
+    "livekit_feedback": Reaper("exactly_once.feedback_reaper:reap", "livekit", reclaims=True),
     # send queue, in this order: dead claims -> unknown, unknown -> reconciled, outbox sweep, the gauge
-    "send_leases": "exactly_once.send_reconcile:expire_leases",
-    "send_reconcile": "exactly_once.send_reconcile:reconcile_unknown",
-    "send_outbox": "exactly_once.send_reconcile:sweep_outbox",
-    "send_stuck": "exactly_once.send_reconcile:stuck_rows",
+    "send_leases": Reaper("exactly_once.send_reconcile:expire_leases", "send_queue", reclaims=True),
+    "send_reconcile": Reaper("exactly_once.send_reconcile:reconcile_unknown", "send_queue", time_bounded=True),
+    "send_outbox": Reaper("exactly_once.send_reconcile:sweep_outbox", "send_queue"),
+    "send_stuck": Reaper("exactly_once.send_reconcile:stuck_rows", "send_queue"),
     # gauges for the operations alarms and dashboard: open quarantine, stuck rows of the other flows
-    "operations": "exactly_once.ops_gauges:emit",
+    "operations": Reaper("exactly_once.ops_gauges:emit", "operations"),
 }
-
-# name -> the flow's ``provider`` dimension (the one its other metrics use).
-FLOWS: dict[str, str] = {
-    "mailbox_jobs": "mailbox",
-    "livekit_feedback": "livekit",
-    "send_leases": "send_queue",
-    "send_reconcile": "send_queue",
-    "send_outbox": "send_queue",
-    "send_stuck": "send_queue",
-    "operations": "operations",
-}
-
-# The reapers whose count is claims taken back (StaleClaimsReclaimed): expired mailbox jobs,
-# reset LiveKit feedback claims, send leases that ran out (-> unknown).
-RECLAIMS = frozenset({"mailbox_jobs", "livekit_feedback", "send_leases"})
-
-# The reapers that bound their work by the invocation's remaining time (keyword remaining_ms).
-TIME_BOUNDED = frozenset({"send_reconcile"})
 
 
 class ReaperRunError(ExactlyOnceError):
@@ -66,10 +59,6 @@ class ReaperRunError(ExactlyOnceError):
         super().__init__(f"reapers failed: {', '.join(failed)}")
         self.failed = failed
         self.results = results
-
-
-def flow_of(name: str) -> str:
-    return FLOWS.get(name, name)
 
 
 def run_all(
@@ -84,24 +73,24 @@ def run_all(
     results: dict[str, int] = {}
     failed: list[str] = []
     try:
-        for name, path in REAPERS.items():
+        for name, spec in REAPERS.items():
             if only and name not in only:
                 continue
             try:
-                module, _, attr = path.partition(":")
-                reaper: Reaper = getattr(importlib.import_module(module), attr)
-                if name in TIME_BOUNDED and remaining_ms is not None:
-                    results[name] = reaper(conn, remaining_ms=remaining_ms)
+                module, _, attr = spec.path.partition(":")
+                reap: Callable[..., int] = getattr(importlib.import_module(module), attr)
+                if spec.time_bounded and remaining_ms is not None:
+                    results[name] = reap(conn, remaining_ms=remaining_ms)
                 else:
-                    results[name] = reaper(conn)
+                    results[name] = reap(conn)
             except Exception as exc:  # any failure: one reaper's must not skip the others
                 logger.exception("reaper failed", extra={"reaper": name, "error": type(exc).__name__})
-                counters.incr(flow_of(name), Metric.REAPERS_FAILED)
+                counters.incr(spec.flow, Metric.REAPERS_FAILED)
                 results[name] = -1
                 failed.append(name)
                 continue
-            if name in RECLAIMS and results[name] > 0:
-                counters.incr(flow_of(name), Metric.RECLAIMED, results[name])
+            if spec.reclaims and results[name] > 0:
+                counters.incr(spec.flow, Metric.RECLAIMED, results[name])
     finally:
         counters.flush()
     if failed:
