@@ -81,7 +81,7 @@ build: $(SAM_VENV)/.installed ## sam build (arm64 layer with python3.12)
 	$(SAM) build
 
 migrate: install ## apply the SQL migrations to DATABASE_URL (default: local Postgres)
-	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} PYTHONPATH=layers/common $(PY) -m exactly_once.migrate
+	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres} PYTHONPATH=layers/common $(PY) -m exactly_once.ops.migrate
 
 run: install ## run the whole bundle locally on http://127.0.0.1:$(PORT) (FRESH=1 forgets state)
 	PORT=$(PORT) FRESH=$(FRESH) $(PY) -m devstack.run

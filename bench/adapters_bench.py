@@ -27,13 +27,13 @@ from devstack.lambda_runtime import add_code_paths, apigw_event
 
 add_code_paths()
 
-from exactly_once.adapters.base import WebhookAdapter  # noqa: E402 - the layer is on the path only now
-from exactly_once.adapters.github import GitHubAdapter  # noqa: E402
-from exactly_once.adapters.slack import SlackAdapter  # noqa: E402
-from exactly_once.adapters.standard_webhooks import StandardWebhooksAdapter, parse_secrets  # noqa: E402
-from exactly_once.adapters.stripe import StripeAdapter  # noqa: E402
-from exactly_once.adapters.unipile import UnipileAdapter  # noqa: E402
-from exactly_once.http import Request  # noqa: E402
+from exactly_once.flows.generic.github import GitHubAdapter  # noqa: E402
+from exactly_once.flows.generic.slack import SlackAdapter  # noqa: E402
+from exactly_once.flows.generic.standard import StandardWebhooksAdapter, parse_secrets  # noqa: E402
+from exactly_once.flows.generic.stripe import StripeAdapter  # noqa: E402
+from exactly_once.flows.unipile.adapter import UnipileAdapter  # noqa: E402
+from exactly_once.ingest.adapters.base import WebhookAdapter  # noqa: E402 - the layer is on the path only now
+from exactly_once.ingest.apigw import Request  # noqa: E402
 from tests.generic_support import (  # noqa: E402
     GITHUB_SECRET,
     SLACK_SECRET,

@@ -39,9 +39,9 @@ def _count_calls(clients: list[Any]) -> Counter[str]:
 def aws_calls(env: dict[str, str]) -> dict[str, Any]:
     os.environ.update(env)
     add_code_paths()
-    from exactly_once import aws
-    from exactly_once.adapters.graph import GraphAdapter
-    from exactly_once.wiring import webhook_ingest
+    from exactly_once.core import aws
+    from exactly_once.flows.graph.adapter import GraphAdapter
+    from exactly_once.ingest.build import webhook_ingest
 
     def container() -> tuple[Any, Counter[str]]:
         aws.sqs.cache_clear()

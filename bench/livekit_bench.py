@@ -32,12 +32,12 @@ from devstack.lambda_runtime import add_code_paths
 
 add_code_paths()
 
-from exactly_once import store  # noqa: E402 - the layer is on sys.path only now
-from exactly_once.events import InboundEvent  # noqa: E402
-from exactly_once.feedback import FeedbackSettings  # noqa: E402
-from exactly_once.llm_client import LlmClient  # noqa: E402
-from exactly_once.migrate import migrate  # noqa: E402
-from exactly_once.processors.livekit_room import _messages, analyse_room  # noqa: E402
+from exactly_once.core import store  # noqa: E402 - the layer is on sys.path only now
+from exactly_once.core.events import InboundEvent  # noqa: E402
+from exactly_once.flows.livekit.feedback import FeedbackSettings  # noqa: E402
+from exactly_once.flows.livekit.llm_client import LlmClient  # noqa: E402
+from exactly_once.flows.livekit.processor import _messages, analyse_room  # noqa: E402
+from exactly_once.ops.migrate import migrate  # noqa: E402
 
 ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOMS, COPIES, THREADS = 40, 10, 8
@@ -64,7 +64,7 @@ def _row(conn: psycopg.Connection[Any], sid: str) -> Any:
 
 
 def _call(llm: LlmClient, row: Any) -> dict[str, Any]:
-    from exactly_once.feedback import Claim
+    from exactly_once.flows.livekit.feedback import Claim
 
     claim = Claim(str(row[0]), "none", 1, row[2], row[3], row[4])
     answer = llm.chat(_messages(claim), idempotency_key=f"feedback-{row[0]}")

@@ -127,10 +127,13 @@ def run(url: str, moto_url: str, dovecot: Dovecot, proxy: CountingImapProxy) -> 
         }
     )
     add_code_paths()
-    from exactly_once import aws, mailbox_jobs, mailbox_scheduling, mailbox_worker
-    from exactly_once.mailbox_imap import ImapAccount, fetch_since
-    from exactly_once.mailbox_scheduling import JobConflictError
-    from exactly_once.migrate import migrate
+    from exactly_once.core import aws
+    from exactly_once.flows.mailbox import jobs as mailbox_jobs
+    from exactly_once.flows.mailbox import scheduling as mailbox_scheduling
+    from exactly_once.flows.mailbox import worker as mailbox_worker
+    from exactly_once.flows.mailbox.imap import ImapAccount, fetch_since
+    from exactly_once.flows.mailbox.scheduling import JobConflictError
+    from exactly_once.ops.migrate import migrate
 
     local = LocalAws(moto_url).provision()
     queue_url = local.physical["JobsQueue"]

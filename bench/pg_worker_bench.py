@@ -5,10 +5,10 @@ Side by side, in one run, on one server and one fresh database:
 - ``seed000``: the path of seed 000 after its fix: a session advisory lock, three
   separate duplicate checks (tickets, comments, quarantine), the insert, the unlock;
   every statement its own round trip in autocommit;
-- ``bundle``: ``exactly_once.tickets.apply_mail``, the Graph worker's own code for one
+- ``bundle``: ``exactly_once.flows.graph.tickets.apply_mail``, the Graph worker's own code for one
   event: one statement in autocommit calling ``eo_apply_mail`` (xact locks, the guarded
   INSERT .. ON CONFLICT, the event log row), so one round trip and one commit per event;
-- ``bundle_batch``: ``exactly_once.tickets.apply_mails`` over batches of 10, what the worker
+- ``bundle_batch``: ``exactly_once.flows.graph.tickets.apply_mails`` over batches of 10, what the worker
   does with an SQS batch (the template's BatchSize): every lock first in one global order,
   then the same effect per mail, one round trip and one commit per batch;
 - ``pgbench``: pgbench's single-row INSERT with the same 8 clients: the ceiling.
@@ -80,9 +80,9 @@ def _params(run: str, mail: int) -> dict[str, Any]:
 
 def worker(variant: str, url: str, run: str, items: list[tuple[int, int]], ready: Any, go: Any, out: Any) -> None:
     add_code_paths()
-    from exactly_once.events import InboundEvent
-    from exactly_once.graph_client import MailMessage
-    from exactly_once.tickets import apply_mail, apply_mails
+    from exactly_once.core.events import InboundEvent
+    from exactly_once.flows.graph.client import MailMessage
+    from exactly_once.flows.graph.tickets import apply_mail, apply_mails
 
     q = queries()
     outcomes: dict[str, int] = {}
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--pgbench-seconds", type=int, default=8)
     args = parser.parse_args()
     add_code_paths()
-    from exactly_once.migrate import migrate
+    from exactly_once.ops.migrate import migrate
 
     dbname = f"eo_pg_worker_bench_{int(time.time())}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:

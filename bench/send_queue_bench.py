@@ -64,15 +64,15 @@ def _connect(url: str) -> psycopg.Connection[Any]:
 
 
 def _ours(conn: psycopg.Connection[Any], send_id: int) -> str:
-    from exactly_once.send_delivery import deliver
+    from exactly_once.sends.delivery import deliver
 
     return deliver(conn, send_id)
 
 
 def _seed_before_fix(conn: psycopg.Connection[Any], send_id: int) -> str:
     """The seed's cron before its fix: read pending, send, mark sent (nothing stops a second worker)."""
-    from exactly_once.send_channels import sender
-    from exactly_once.send_queue import Claim
+    from exactly_once.sends.channels import sender
+    from exactly_once.sends.queue import Claim
 
     row = conn.execute(
         "SELECT id, channel, sender_account, recipient, payload, call_started_at FROM send_queue"
@@ -92,8 +92,8 @@ def _seed_before_fix(conn: psycopg.Connection[Any], send_id: int) -> str:
 
 def _seed_after_fix(conn: psycopg.Connection[Any], send_id: int) -> str:
     """The seed's fix: UPDATE .. WHERE status = 'pending' RETURNING, send, UPDATE sent."""
-    from exactly_once.send_channels import sender
-    from exactly_once.send_queue import Claim
+    from exactly_once.sends.channels import sender
+    from exactly_once.sends.queue import Claim
 
     row = conn.execute(
         # (a token and lease only because the schema's check constraint asks processing rows for them)
@@ -160,7 +160,8 @@ def _reset(conn: psycopg.Connection[Any], fakes: FakeProviders) -> None:
 
 def _enqueue(url: str, n: int, *, relay: bool) -> dict[str, Any]:
     """n rows, each enqueued in its own transaction (as POST /sends does), relayed after commit."""
-    from exactly_once import db, send_queue
+    from exactly_once.core import db
+    from exactly_once.sends import queue as send_queue
 
     conn = _connect(url)
     db._conn = conn  # relay() uses the container's connection: count its statements too
@@ -235,7 +236,7 @@ def relay_cost(env: dict[str, str], conn: psycopg.Connection[Any], fakes: FakePr
 
 def main() -> None:
     name = f"eo_bench_send_{uuid.uuid4().hex[:8]}"
-    from exactly_once.migrate import migrate
+    from exactly_once.ops.migrate import migrate
 
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')

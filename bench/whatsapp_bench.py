@@ -59,8 +59,8 @@ def _body(messages: list[dict[str, Any]]) -> bytes:
 
 
 def _queue_bodies(raw: bytes) -> list[str]:
-    from exactly_once.adapters.whatsapp import WhatsAppAdapter
-    from exactly_once.http import Request
+    from exactly_once.flows.whatsapp.adapter import WhatsAppAdapter
+    from exactly_once.ingest.apigw import Request
 
     adapter = WhatsAppAdapter(os.environ["WHATSAPP_APP_SECRET"], os.environ["WHATSAPP_VERIFY_TOKEN"])
     return [e.to_message() for e in adapter.split(Request("POST", "/", raw, headers_for(raw), {})).events]
@@ -70,8 +70,8 @@ def naive_work(env: dict[str, str], bodies: list[str], start_at: float) -> int:
     """The seed's handler (no ingest dedup, no unique constraint): SELECT, then save, then reply."""
     os.environ.update(env)
     add_code_paths()
-    from exactly_once.events import InboundEvent
-    from exactly_once.whatsapp_client import WhatsAppClient
+    from exactly_once.core.events import InboundEvent
+    from exactly_once.sends.whatsapp_api import WhatsAppClient
 
     client = WhatsAppClient.from_env()
     sent = 0
@@ -157,9 +157,9 @@ def naive_storm(env: dict[str, str], fakes: FakeProviders) -> dict[str, Any]:
 
 def _sequential_twin(handler_module: Any) -> Any:
     """The same ingest with the shared pipeline's default deduper (one write after another): the baseline."""
-    from exactly_once import aws
-    from exactly_once.dedup import IngestDeduper
-    from exactly_once.ingest import WebhookIngest
+    from exactly_once.core import aws
+    from exactly_once.ingest.dedup import IngestDeduper
+    from exactly_once.ingest.pipeline import WebhookIngest
 
     ingest = handler_module.INGEST
     deduper = IngestDeduper(
@@ -203,7 +203,7 @@ def latency(aws: LocalAws) -> dict[str, Any]:
 
     # Each round trip to AWS costs a few milliseconds that local moto does not: add them to every
     # request of the ingest's own clients, so overlapping the writes is measured, not assumed.
-    from exactly_once import aws as eo_aws
+    from exactly_once.core import aws as eo_aws
 
     for client in (eo_aws.dynamodb(), eo_aws.sqs()):
         client.meta.events.register("before-send", lambda **_: time.sleep(SIMULATED_RTT_MS / 1000))
@@ -235,7 +235,7 @@ def main() -> None:
     fakes = FakeProviders().start()
     try:
         add_code_paths()
-        from exactly_once.migrate import migrate
+        from exactly_once.ops.migrate import migrate
 
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)

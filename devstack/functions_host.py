@@ -2,7 +2,7 @@
 
 Every concurrent Lambda invocation runs in a container of its own, with its own
 module globals and its own Postgres connection. Here the handlers share one
-process, so the library's per-container connection (``exactly_once.db.connection``)
+process, so the library's per-container connection (``exactly_once.core.db.connection``)
 is made per thread: two requests handled at once never share a transaction.
 """
 
@@ -22,7 +22,7 @@ log = logging.getLogger("devstack.functions")
 
 def per_thread_connections() -> None:
     """One Postgres connection per thread, as one per container on Lambda."""
-    from exactly_once import db
+    from exactly_once.core import db
 
     if getattr(db.connection, "per_thread", False):
         return

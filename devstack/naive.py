@@ -54,10 +54,10 @@ def check_then_insert(conn: psycopg.Connection[Any], flow: str, key: str) -> boo
 
 
 def install(gateway: Gateway, env: dict[str, str]) -> None:
-    from exactly_once.adapters.graph import GraphAdapter
-    from exactly_once.errors import HttpError
-    from exactly_once.graph_client import GraphClient
-    from exactly_once.http import Request
+    from exactly_once.core.errors import HttpError
+    from exactly_once.flows.graph.adapter import GraphAdapter
+    from exactly_once.flows.graph.client import GraphClient
+    from exactly_once.ingest.apigw import Request
 
     adapter = GraphAdapter(env.get("GRAPH_CLIENT_STATE", ""))
     graph = GraphClient.from_env()
@@ -99,15 +99,15 @@ Connect = Callable[[], psycopg.Connection[Any]]
 
 def _webhook_twins(env: dict[str, str], connection: Connect) -> dict[tuple[str, str], Any]:
     """The generic adapters' and Unipile's twins, for each adapter whose secret is configured."""
-    from exactly_once.adapters.base import WebhookAdapter
-    from exactly_once.adapters.github import GitHubAdapter
-    from exactly_once.adapters.slack import SlackAdapter
-    from exactly_once.adapters.standard_webhooks import StandardWebhooksAdapter, parse_secrets
-    from exactly_once.adapters.stripe import StripeAdapter
-    from exactly_once.adapters.unipile import UnipileAdapter
-    from exactly_once.errors import ExactlyOnceError, HttpError
-    from exactly_once.events import InboundEvent
-    from exactly_once.http import Request
+    from exactly_once.core.errors import ExactlyOnceError, HttpError
+    from exactly_once.core.events import InboundEvent
+    from exactly_once.flows.generic.github import GitHubAdapter
+    from exactly_once.flows.generic.slack import SlackAdapter
+    from exactly_once.flows.generic.standard import StandardWebhooksAdapter, parse_secrets
+    from exactly_once.flows.generic.stripe import StripeAdapter
+    from exactly_once.flows.unipile.adapter import UnipileAdapter
+    from exactly_once.ingest.adapters.base import WebhookAdapter
+    from exactly_once.ingest.apigw import Request
 
     def unipile_key(event: InboundEvent) -> str | None:
         account, message = event.payload.get("account_id"), event.payload.get("message_id")
@@ -155,7 +155,7 @@ def _webhook_twins(env: dict[str, str], connection: Connect) -> dict[tuple[str, 
 
 
 def _sends_twin(env: dict[str, str], connection: Connect) -> Any:
-    from exactly_once.unipile_client import UnipileClient
+    from exactly_once.sends.unipile_api import UnipileClient
 
     token = env.get("API_TOKEN", "")
     fake = "/fake/" in env.get("UNIPILE_BASE_URL", "")

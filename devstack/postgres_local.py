@@ -97,7 +97,7 @@ def _embedded(pgdata: Path, db_name: str, fresh: bool) -> LocalDatabase:
 
 
 def migrate(url: str) -> list[str]:
-    from exactly_once.migrate import migrate as apply
+    from exactly_once.ops.migrate import migrate as apply
 
     with psycopg.connect(url, autocommit=True) as conn:
         return apply(conn)

@@ -130,7 +130,7 @@ class GraphFlow(StormFlow):
         return out + later
 
     def event_keys(self, n: int) -> list[str]:
-        from exactly_once.adapters.graph import item_key
+        from exactly_once.flows.graph.adapter import item_key
 
         keys = [item_key(self._item(i, "created", 'W/"etag-1"')) for i in range(n)]
         if self.updated:

@@ -21,7 +21,7 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database of its own for this run (and this xdist worker), migrated, dropped at the end."""
-    from exactly_once.migrate import migrate
+    from exactly_once.ops.migrate import migrate
 
     name = f"eo_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
@@ -86,7 +86,7 @@ def _reset_library_caches() -> None:
     """Forget what a warm container would keep: clients, the connection, every cached factory."""
     import sys
 
-    from exactly_once import db
+    from exactly_once.core import db
 
     db.reset()
     for name, module in list(sys.modules.items()):

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from exactly_once.telemetry import NAMESPACE
+from exactly_once.core.telemetry import NAMESPACE
 
 
 def emitted(capsys: Any) -> Counter[tuple[str, str]]:

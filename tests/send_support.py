@@ -33,8 +33,8 @@ def drain(stack: Stack) -> int:
 
 
 def reap(only: list[str] | None = None) -> dict[str, int]:
-    from exactly_once import db
-    from exactly_once.reaper import run_all
+    from exactly_once.core import db
+    from exactly_once.ops.reapers import run_all
 
     return run_all(db.connection(), only=only)
 
@@ -67,7 +67,7 @@ def relay_in_child(env: dict[str, str], ids: list[int]) -> int:
     from devstack.lambda_runtime import add_code_paths
 
     add_code_paths()
-    from exactly_once import send_queue
+    from exactly_once.sends import queue as send_queue
 
     return send_queue.relay(ids)
 
@@ -90,7 +90,7 @@ def work_concurrently(
     add_code_paths()
     from devstack.functions_host import per_thread_connections
     from devstack.lambda_runtime import fifo_message, load_handler, sqs_event
-    from exactly_once import telemetry
+    from exactly_once.core import telemetry
 
     per_thread_connections()  # one connection per consumer, as one per Lambda container
     lock = threading.Lock()

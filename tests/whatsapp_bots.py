@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exactly_once.whatsapp_messages import InboundMessage
+from exactly_once.flows.whatsapp.messages import InboundMessage
 
 
 class ShoutingBot:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from exactly_once.authorizer import simple_response
-from exactly_once.secrets import get_secret
-from exactly_once.telemetry import logger
+from exactly_once.core.secrets import get_secret
+from exactly_once.core.telemetry import logger
+from exactly_once.ingest.authorizer import simple_response
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

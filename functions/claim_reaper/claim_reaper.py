@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from exactly_once import db
-from exactly_once.reaper import ReaperRunError, run_all
-from exactly_once.telemetry import logger
+from exactly_once.core import db
+from exactly_once.core.telemetry import logger
+from exactly_once.ops.reapers import ReaperRunError, run_all
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from exactly_once import db
-from exactly_once.custom_resource import respond
-from exactly_once.migrate import migrate
-from exactly_once.telemetry import logger
+from exactly_once.core import db
+from exactly_once.core.telemetry import logger
+from exactly_once.ops.custom_resource import respond
+from exactly_once.ops.migrate import migrate
 
 
 def run() -> dict[str, Any]:

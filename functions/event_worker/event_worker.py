@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exactly_once.telemetry import logger
+from exactly_once.core.telemetry import logger
 from exactly_once.worker import EventWorker
 
 WORKER = EventWorker()

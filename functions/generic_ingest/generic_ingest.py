@@ -9,23 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from exactly_once.adapters.github import GitHubAdapter
-from exactly_once.adapters.slack import SlackAdapter
-from exactly_once.adapters.standard_webhooks import StandardWebhooksAdapter
-from exactly_once.adapters.stripe import StripeAdapter
-from exactly_once.routing import IngestRouter
-from exactly_once.telemetry import logger
-from exactly_once.wiring import webhook_ingest
+from exactly_once.core.telemetry import logger
+from exactly_once.ingest.router import IngestRouter
 
-ROUTER = IngestRouter(
-    {
-        "/webhooks/standard/{source}": StandardWebhooksAdapter.from_env,
-        "/webhooks/stripe": StripeAdapter.from_env,
-        "/webhooks/github": GitHubAdapter.from_env,
-        "/webhooks/slack": SlackAdapter.from_env,
-    },
-    wire=webhook_ingest,  # each adapter gets the shared pipeline, its own dedup key prefix and window
-)
+# Each on the route its provider declares (flows/generic/__init__.py), with the shared pipeline,
+# its own dedup key prefix and window.
+ROUTER = IngestRouter.serving("standard", "stripe", "github", "slack")
 
 
 @logger.inject_lambda_context(clear_state=True)

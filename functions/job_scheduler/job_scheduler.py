@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from exactly_once import aws, db
-from exactly_once.mailbox_scheduling import tick
-from exactly_once.settings import env
-from exactly_once.telemetry import counters, logger
+from exactly_once.core import aws, db
+from exactly_once.core.settings import env
+from exactly_once.core.telemetry import counters, logger
+from exactly_once.flows.mailbox.scheduling import tick
 
 JOBS_QUEUE_URL = env("JOBS_QUEUE_URL")
 

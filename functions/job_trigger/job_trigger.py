@@ -7,12 +7,13 @@ from typing import Any
 
 import psycopg
 
-from exactly_once import aws, db, mailbox_jobs
-from exactly_once.errors import BadRequestError, HttpError, ServiceUnavailableError
-from exactly_once.http import Request, error_response, json_response
-from exactly_once.mailbox_scheduling import JobConflictError, trigger
-from exactly_once.settings import env
-from exactly_once.telemetry import counters, logger
+from exactly_once.core import aws, db
+from exactly_once.core.errors import BadRequestError, HttpError, ServiceUnavailableError
+from exactly_once.core.settings import env
+from exactly_once.core.telemetry import counters, logger
+from exactly_once.flows.mailbox import jobs as mailbox_jobs
+from exactly_once.flows.mailbox.scheduling import JobConflictError, trigger
+from exactly_once.ingest.apigw import Request, error_response, json_response
 
 JOBS_QUEUE_URL = env("JOBS_QUEUE_URL")
 

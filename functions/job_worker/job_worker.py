@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exactly_once.mailbox_worker import MailboxJobWorker
-from exactly_once.telemetry import logger
+from exactly_once.core.telemetry import logger
+from exactly_once.flows.mailbox.worker import MailboxJobWorker
 
 WORKER = MailboxJobWorker()
 

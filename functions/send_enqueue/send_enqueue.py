@@ -13,11 +13,12 @@ from typing import Any
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from exactly_once import db, send_queue
-from exactly_once.errors import BadRequestError, HttpError, ServiceUnavailableError
-from exactly_once.http import Request, error_response, json_response
-from exactly_once.send_queue import IdempotencyConflictError, InvalidSendError, SendRequest
-from exactly_once.telemetry import Metric, counters, logger
+from exactly_once.core import db
+from exactly_once.core.errors import BadRequestError, HttpError, ServiceUnavailableError
+from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.ingest.apigw import Request, error_response, json_response
+from exactly_once.sends import queue as send_queue
+from exactly_once.sends.queue import IdempotencyConflictError, InvalidSendError, SendRequest
 
 PROVIDER = "send_queue"
 

@@ -8,10 +8,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from exactly_once import db, store
-from exactly_once.send_delivery import PROVIDER, deliver
-from exactly_once.send_queue import parse_message
-from exactly_once.telemetry import Metric, counters, logger
+from exactly_once.core import db, store
+from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.sends.delivery import PROVIDER, deliver
+from exactly_once.sends.queue import parse_message
 
 
 def handle_record(record: SQSRecord) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from exactly_once.adapters.unipile import UnipileAdapter
-from exactly_once.telemetry import logger
-from exactly_once.wiring import webhook_ingest
+from exactly_once.core.telemetry import logger
+from exactly_once.flows.unipile.adapter import UnipileAdapter
+from exactly_once.ingest.build import webhook_ingest
 
 # Raises ConfigurationError without UNIPILE_WEBHOOK_SECRET: the function refuses to start unprotected.
 INGEST = webhook_ingest(UnipileAdapter.from_env())

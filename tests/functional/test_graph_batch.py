@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from devstack.fakes import Behaviour
 from devstack.lambda_runtime import LambdaContext, apigw_event, fifo_message, sqs_event
-from exactly_once.adapters.graph import GraphAdapter
-from exactly_once.http import Request
+from exactly_once.flows.graph.adapter import GraphAdapter
+from exactly_once.ingest.apigw import Request
 from tests.graph_support import HEADERS, URL, add_mail, body, item
 from tests.harness import TEST_SECRETS
 

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from exactly_once.errors import ProviderCallError
-from exactly_once.httpclient import MAX_RETRY_AFTER_SECONDS, HttpClient
+from exactly_once.core.errors import ProviderCallError
+from exactly_once.core.outbound_http import MAX_RETRY_AFTER_SECONDS, HttpClient
 
 
 class _Server:

@@ -17,8 +17,8 @@ import time_machine
 
 from devstack.aws_local import boto_client
 from devstack.lambda_runtime import function_timeout
-from exactly_once.dedup import IngestDeduper, Reservation
-from exactly_once.events import MAX_MESSAGE_BYTES, QUARANTINE_RAW_BYTES
+from exactly_once.core.events import MAX_MESSAGE_BYTES, QUARANTINE_RAW_BYTES
+from exactly_once.ingest.dedup import IngestDeduper, Reservation
 from tests.generic_support import signed_stripe, stripe_event, stripe_headers
 from tests.whatsapp_support import FUNCTION as WHATSAPP
 from tests.whatsapp_support import change, entry, envelope, meta_bytes, post, text_message

@@ -10,7 +10,7 @@ import pytest
 from livekit import api
 
 from devstack.fakes import Behaviour
-from exactly_once import feedback
+from exactly_once.flows.livekit import feedback
 from tests.livekit_support import (
     API_KEY,
     API_SECRET,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from exactly_once import mailbox_jobs, mailbox_scheduling
-from exactly_once.queries import q
+from exactly_once.core.queries import q
+from exactly_once.flows.mailbox import jobs as mailbox_jobs
+from exactly_once.flows.mailbox import scheduling as mailbox_scheduling
 
 
 def _users(db, *user_ids: str) -> None:

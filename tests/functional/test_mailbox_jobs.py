@@ -15,9 +15,11 @@ import psycopg
 import pytest
 import time_machine
 
-from exactly_once import aws, mailbox_jobs, mailbox_scheduling
-from exactly_once.mailbox_scheduling import JobConflictError
-from exactly_once.reaper import run_all
+from exactly_once.core import aws
+from exactly_once.flows.mailbox import jobs as mailbox_jobs
+from exactly_once.flows.mailbox import scheduling as mailbox_scheduling
+from exactly_once.flows.mailbox.scheduling import JobConflictError
+from exactly_once.ops.reapers import run_all
 from tests import mailbox_support
 from tests.mailbox_support import SCHEDULER, TOKEN_HEADERS, TRIGGER, WORKER, jobs, work_child
 from tests.procs import run_parallel
@@ -264,7 +266,7 @@ def test_database_down_the_trigger_answers_503_and_writes_nothing(stack, db, mai
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{closed}/nowhere")
-    from exactly_once import db as db_module
+    from exactly_once.core import db as db_module
 
     db_module.reset()
     # WHEN the user triggers processing, and asks for the status
@@ -328,7 +330,7 @@ def test_the_sample_events_drive_the_scheduler_and_the_trigger(stack, db, mailbo
 def test_last_check_time_never_moves_back_and_a_stale_claim_finishes_nothing(stack, db, mailbox_user):
     import uuid
 
-    from exactly_once.queries import q
+    from exactly_once.core.queries import q
 
     mailbox_user("alice")
     ahead = datetime.now(UTC) + timedelta(days=1)

@@ -18,8 +18,10 @@ import psycopg
 
 from devstack.aws_local import boto_client
 from devstack.fakes import Behaviour
-from exactly_once import aws, cli, replay
-from exactly_once.trace import ingest_record_id
+from exactly_once.core import aws
+from exactly_once.ops import cli
+from exactly_once.ops import quarantine as replay
+from exactly_once.ops.trace import ingest_record_id
 from tests.graph_support import SUB, add_mail, body, item, post
 
 KEY_M1 = f'graph:{SUB}|created|m1|W/"etag-1"'

@@ -5,8 +5,9 @@ from __future__ import annotations
 from devstack.aws_local import boto_client
 from devstack.fakes import Behaviour
 from devstack.lambda_runtime import LambdaContext
-from exactly_once import cli, ops_gauges
-from exactly_once.telemetry import Metric, counters
+from exactly_once.core.telemetry import Metric, counters
+from exactly_once.ops import cli
+from exactly_once.ops import gauges as ops_gauges
 from tests.emf import emitted
 from tests.graph_support import add_mail, body, item, post
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from exactly_once import cli
+from exactly_once.ops import cli
 from tests import generic_support, livekit_support, whatsapp_support
 
 
@@ -46,7 +46,7 @@ def test_trace_of_a_whatsapp_message_shows_the_stored_message_and_its_reply(stac
 
 def test_a_send_in_review_is_traced_and_never_replayed_blindly(stack, db, capsys):
     # GIVEN a send whose outcome nobody can tell, kept in review with a quarantine row (as send_delivery does)
-    from exactly_once import send_queue
+    from exactly_once.sends import queue as send_queue
 
     with db.transaction():
         queued = send_queue.enqueue(

@@ -14,8 +14,9 @@ from typing import Any
 import psycopg
 
 from devstack.lambda_runtime import LambdaContext
-from exactly_once import feedback, send_queue
-from exactly_once.telemetry import Metric
+from exactly_once.core.telemetry import Metric
+from exactly_once.flows.livekit import feedback
+from exactly_once.sends import queue as send_queue
 from tests import emf
 from tests import livekit_support as lk
 from tests import send_support as sends

@@ -11,10 +11,12 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from devstack.lambda_runtime import LambdaContext
-from exactly_once import reaper, send_queue
-from exactly_once.errors import ConfigurationError
-from exactly_once.reaper import ReaperRunError, run_all
-from exactly_once.telemetry import Metric
+from exactly_once.core.declaration import Flow, Part, Reaper
+from exactly_once.core.errors import ConfigurationError
+from exactly_once.core.telemetry import Metric
+from exactly_once.ops import reapers as reaper
+from exactly_once.ops.reapers import ReaperRunError, run_all
+from exactly_once.sends import queue as send_queue
 from tests.send_support import row
 
 SENDER = "acc_reap"
@@ -60,14 +62,18 @@ def _unknown(db, key: str) -> int:
     return send_id
 
 
+def _failing(name: str, function: str) -> tuple[Flow, Reaper]:
+    flow = Flow(
+        name, reapers=(Reaper(name, Part(__name__.rpartition(".")[0], f"{__name__.rpartition('.')[2]}:{function}")),)
+    )
+    return flow, flow.reapers[0]
+
+
 def _with_failing_reapers(monkeypatch) -> None:
-    names = list(reaper.REAPERS.items())
-    patched = dict(names[:2])
-    patched["boom_botocore"] = reaper.Reaper(f"{__name__}:botocore_fails", flow="boom_botocore")
-    patched.update(dict(names[2:4]))
-    patched["boom_configuration"] = reaper.Reaper(f"{__name__}:configuration_fails", flow="boom_configuration")
-    patched.update(dict(names[4:]))
-    monkeypatch.setattr(reaper, "REAPERS", patched)
+    names = reaper.registered()
+    patched = [*names[:2], _failing("boom_botocore", "botocore_fails")]
+    patched += [*names[2:4], _failing("boom_configuration", "configuration_fails"), *names[4:]]
+    monkeypatch.setattr(reaper, "registered", lambda: patched)
 
 
 def test_a_failing_reaper_skips_none_of_the_others_and_the_run_fails_at_the_end(stack, db, monkeypatch, capsys):
@@ -85,7 +91,7 @@ def test_a_failing_reaper_skips_none_of_the_others_and_the_run_fails_at_the_end(
     results = raised.value.results
     assert results["boom_botocore"] == results["boom_configuration"] == -1
     assert results["send_outbox"] == 1 and results["send_stuck"] == 0 and results["operations"] == 0
-    assert set(results) == set(reaper.REAPERS)
+    assert set(results) == {spec.name for _, spec in reaper.registered()}
     assert stack.queue_depth("SendQueue") == 1
     assert row(db, send_id)["status"] == "pending"
     # AND the counters were flushed: the gauges and one failure per failed reaper

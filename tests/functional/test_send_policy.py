@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exactly_once import send_queue
+from exactly_once.sends import queue as send_queue
 from tests.send_support import post_send
 from tests.whatsapp_support import one_text, post
 

@@ -10,7 +10,7 @@ import pytest
 
 from devstack import fake_whatsapp
 from devstack.lambda_runtime import LambdaContext
-from exactly_once import send_queue
+from exactly_once.sends import queue as send_queue
 from tests.send_support import EVENTS, behave, delivered, drain, example_event, post_send, reap, row, send_body
 
 
@@ -257,7 +257,7 @@ def test_the_sweeper_relays_what_the_after_commit_relay_missed(stack, db, monkey
 
 
 def test_relay_refuses_to_run_inside_the_enqueueing_transaction(stack, db):
-    from exactly_once import db as container
+    from exactly_once.core import db as container
 
     conn = container.connection()
     with conn.transaction():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from exactly_once import send_queue
-from exactly_once.send_delivery import deliver
+from exactly_once.sends import queue as send_queue
+from exactly_once.sends.delivery import deliver
 from tests.send_support import row
 
 

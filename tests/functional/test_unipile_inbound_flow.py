@@ -11,7 +11,7 @@ import time
 import pytest
 import time_machine
 
-from exactly_once.errors import ConfigurationError
+from exactly_once.core.errors import ConfigurationError
 from tests.generic_support import UNIPILE_SECRET, sample_body, unipile_headers, unipile_message
 from tests.harness import HttpAnswer, Stack
 

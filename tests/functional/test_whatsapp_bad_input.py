@@ -156,9 +156,9 @@ def test_wrong_content_type_is_415(stack):
 def test_a_failed_dedup_write_releases_the_whole_batch_and_the_retry_gets_in(stack):
     from botocore.exceptions import EndpointConnectionError
 
-    from exactly_once import aws
-    from exactly_once.adapters.whatsapp import message_key
-    from exactly_once.trace import ingest_record, ingest_record_id
+    from exactly_once.core import aws
+    from exactly_once.flows.whatsapp.adapter import message_key
+    from exactly_once.ops.trace import ingest_record, ingest_record_id
 
     # GIVEN a 10-message POST and DynamoDB unreachable for the write of one of its updates
     raw = meta_bytes(envelope(entry(change(messages=[text_message(f"wamid.F{i}", "hi") for i in range(10)]))))
@@ -186,8 +186,8 @@ def test_a_failed_dedup_write_releases_the_whole_batch_and_the_retry_gets_in(sta
 
 def test_nul_characters_and_absurd_timestamps_do_not_keep_a_message_out(stack, db):
     from devstack.lambda_runtime import LambdaContext, sqs_event
-    from exactly_once.adapters.whatsapp import WhatsAppAdapter
-    from exactly_once.http import Request
+    from exactly_once.flows.whatsapp.adapter import WhatsAppAdapter
+    from exactly_once.ingest.apigw import Request
 
     # GIVEN a message with a NUL character (Postgres stores none, in text or jsonb), a failed status whose
     # errors carry one, and a message with an absurd timestamp

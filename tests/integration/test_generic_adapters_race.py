@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from exactly_once.adapters.slack import SlackAdapter
-from exactly_once.adapters.stripe import StripeAdapter
-from exactly_once.adapters.unipile import UnipileAdapter
-from exactly_once.http import Request
+from exactly_once.flows.generic.slack import SlackAdapter
+from exactly_once.flows.generic.stripe import StripeAdapter
+from exactly_once.flows.unipile.adapter import UnipileAdapter
+from exactly_once.ingest.apigw import Request
 from tests.generic_support import (
     SLACK_SECRET,
     STRIPE_SECRET,

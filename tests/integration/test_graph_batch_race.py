@@ -8,9 +8,9 @@ import threading
 
 import psycopg
 
-from exactly_once.events import InboundEvent
-from exactly_once.graph_client import MailMessage
-from exactly_once.tickets import apply_mail, apply_mails
+from exactly_once.core.events import InboundEvent
+from exactly_once.flows.graph.client import MailMessage
+from exactly_once.flows.graph.tickets import apply_mail, apply_mails
 
 
 def mail(run: str, n: int) -> tuple[MailMessage, InboundEvent, str]:

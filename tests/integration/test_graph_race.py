@@ -9,8 +9,8 @@ import pytest
 import time_machine
 
 from devstack.lambda_runtime import load_handler
-from exactly_once.adapters.graph import item_key
-from exactly_once.events import InboundEvent
+from exactly_once.core.events import InboundEvent
+from exactly_once.flows.graph.adapter import item_key
 from tests.graph_support import HEADERS, URL, add_mail, body, item, post
 from tests.procs import deliver, run_parallel, work
 

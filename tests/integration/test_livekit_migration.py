@@ -10,7 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from exactly_once import feedback, migrate
+from exactly_once.flows.livekit import feedback
+from exactly_once.ops import migrate
 from tests.conftest import PG_ADMIN_URL
 
 FILES_UP_TO_0002 = ("0001_core.sql", "0002_livekit_feedback.sql")

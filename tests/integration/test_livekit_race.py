@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from devstack.fakes import Behaviour
-from exactly_once.events import InboundEvent
+from exactly_once.core.events import InboundEvent
 from tests.livekit_support import FUNCTION, URL, add_feedback, encode, feedback_row, headers, reap, room_event
 from tests.procs import deliver, run_parallel, work
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from exactly_once import migrate
+from exactly_once.ops import migrate
 from tests.conftest import PG_ADMIN_URL
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from exactly_once import store
-from exactly_once.events import InboundEvent
+from exactly_once.core import store
+from exactly_once.core.events import InboundEvent
 
 
 def test_a_payload_with_nul_characters_is_still_quarantined_with_its_exact_envelope(db):

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from exactly_once import send_queue
+from exactly_once.sends import queue as send_queue
 from tests.procs import deliver, run_parallel, work
 from tests.send_support import AUTH, URL, delivered, drain, reap, relay_in_child, row, send_body, work_concurrently
 

@@ -8,9 +8,9 @@ import time
 import psycopg
 import pytest
 
-from exactly_once.events import InboundEvent
-from exactly_once.graph_client import MailMessage
-from exactly_once.tickets import apply_mail
+from exactly_once.core.events import InboundEvent
+from exactly_once.flows.graph.client import MailMessage
+from exactly_once.flows.graph.tickets import apply_mail
 
 
 def mail(imid: str, subject: str = "Help", refs: tuple[str, ...] = (), conv: str | None = None) -> MailMessage:

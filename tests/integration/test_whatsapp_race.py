@@ -9,8 +9,8 @@ import time
 import pytest
 import time_machine
 
-from exactly_once.adapters.whatsapp import WhatsAppAdapter
-from exactly_once.http import Request
+from exactly_once.flows.whatsapp.adapter import WhatsAppAdapter
+from exactly_once.ingest.apigw import Request
 from tests.harness import TEST_SECRETS
 from tests.procs import deliver, run_parallel, work
 from tests.whatsapp_support import (
@@ -96,8 +96,8 @@ def test_worker_killed_before_commit_leaves_nothing_and_the_redelivery_replies_o
 
 
 def test_worker_killed_after_commit_before_relay_the_sweeper_relays_the_one_reply(stack, db, monkeypatch):
-    from exactly_once import db as eo_db
-    from exactly_once.reaper import run_all
+    from exactly_once.core import db as eo_db
+    from exactly_once.ops.reapers import run_all
 
     (body,) = queue_messages(meta_bytes(envelope(entry(change(messages=[text_message("wamid.K2", "test")])))))
     with pytest.raises(Exception):  # noqa: B017 - BrokenProcessPool from the SIGKILL

@@ -22,27 +22,10 @@ def _sources() -> list[Path]:
 
 
 def ingest_providers() -> set[str]:
-    """Providers whose adapter module some handler feeds to the shared pipeline (``webhook_ingest``)."""
-    import importlib
-    import inspect
+    """Providers whose events run through the shared ingest pipeline: every one that declares a webhook."""
+    from exactly_once.providers import PROVIDERS
 
-    from exactly_once.adapters.base import WebhookAdapter
-
-    wired = "\n".join(t for p in FUNCTIONS.rglob("*.py") if "webhook_ingest" in (t := p.read_text()))
-    providers: set[str] = set()
-    for path in (LIBRARY / "adapters").glob("*.py"):
-        module_name = f"exactly_once.adapters.{path.stem}"
-        if path.stem in ("__init__", "base") or module_name not in wired:
-            continue
-        module = importlib.import_module(module_name)
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if (
-                issubclass(cls, WebhookAdapter)
-                and cls.__module__ == module_name
-                and isinstance(getattr(cls, "provider", None), str)
-            ):
-                providers.add(cls.provider)
-    return providers
+    return {p.name for p in PROVIDERS.values() if p.adapter is not None}
 
 
 def discovered() -> dict[str, str]:

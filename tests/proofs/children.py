@@ -96,7 +96,7 @@ def call(path: str, *args: Any) -> Any:
 
 def reap(only: list[str] | None = None) -> dict[str, int]:
     """The scheduled ClaimReaperFunction's work: every registered reaper (or ``only`` these), once."""
-    from exactly_once import db
-    from exactly_once.reaper import run_all
+    from exactly_once.core import db
+    from exactly_once.ops.reapers import run_all
 
     return run_all(db.connection(), only=only)

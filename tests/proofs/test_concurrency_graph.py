@@ -8,8 +8,8 @@ import time
 import pytest
 import time_machine
 
-from exactly_once.adapters.graph import item_key
-from exactly_once.events import InboundEvent
+from exactly_once.core.events import InboundEvent
+from exactly_once.flows.graph.adapter import item_key
 from tests.graph_support import HEADERS, URL, add_mail, body, item, post
 from tests.proofs.concurrency_support import COPIES, PROCESSES, SPREAD_HOURS, http_storm, worker_storm
 

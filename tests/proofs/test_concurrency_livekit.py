@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from devstack.fakes import Behaviour
-from exactly_once.events import InboundEvent
+from exactly_once.core.events import InboundEvent
 from tests.livekit_support import FUNCTION, URL, add_feedback, encode, feedback_row, headers, post, room_event
 from tests.proofs.concurrency_support import COPIES, PROCESSES, SPREAD_HOURS, http_storm, worker_storm
 

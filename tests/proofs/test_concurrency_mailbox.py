@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exactly_once import mailbox_jobs
+from exactly_once.flows.mailbox import jobs as mailbox_jobs
 from tests import mailbox_support
 from tests.mailbox_support import call, jobs, tick_child, triggers_child, work_child
 from tests.procs import run_parallel

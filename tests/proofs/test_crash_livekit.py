@@ -29,7 +29,8 @@ LEASE = "1"  # seconds: the crashed worker's claim expires during the test
 
 def reap_step() -> int:
     """The LiveKit reaper in a child, on the child's own connection."""
-    from exactly_once import db, feedback_reaper
+    from exactly_once.core import db
+    from exactly_once.flows.livekit import reaper as feedback_reaper
 
     return feedback_reaper.reap(db.connection())
 

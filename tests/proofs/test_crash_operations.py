@@ -20,12 +20,12 @@ def crash_replay_after_mark(stack: Any, db: Any) -> None:
     stack.drain()
     (qid,) = db.execute("SELECT id FROM quarantine").fetchone()
     add_mail(stack, "m1", "<m1@example.com>")
-    kill_call(stack, "ops.replay.after_mark", "exactly_once.cli:main", ["quarantine", "replay", str(qid)])
+    kill_call(stack, "ops.replay.after_mark", "exactly_once.ops.cli:main", ["quarantine", "replay", str(qid)])
     # The row is marked and the replay recorded, nothing was sent: the log shows it unsent.
     assert db.execute("SELECT status FROM quarantine").fetchone() == ("replayed",)
     assert db.execute("SELECT queue_message_id, outcome FROM replay_log").fetchall() == [(None, None)]
     assert stack.queue_depth("EventsQueue") == 0
-    from exactly_once import cli
+    from exactly_once.ops import cli
 
     assert cli.main(["quarantine", "replay", str(qid), "--force"]) == 0
     stack.drain()

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exactly_once.errors import UnauthorizedError
-from exactly_once.http import Request
+from exactly_once.core.errors import UnauthorizedError
+from exactly_once.ingest.apigw import Request
 from tests import generic_support as g
 from tests import livekit_support as lk
 from tests.harness import TEST_SECRETS
@@ -45,10 +45,10 @@ def _secrets() -> Iterator[None]:
 
 
 def _adapters() -> dict[str, tuple[Any, str, Callable[[bytes, str], dict[str, str]], dict[str, str]]]:
-    from exactly_once.adapters.livekit import LiveKitAdapter
-    from exactly_once.adapters.slack import SlackAdapter
-    from exactly_once.adapters.standard_webhooks import StandardWebhooksAdapter
-    from exactly_once.adapters.stripe import StripeAdapter
+    from exactly_once.flows.generic.slack import SlackAdapter
+    from exactly_once.flows.generic.standard import StandardWebhooksAdapter
+    from exactly_once.flows.generic.stripe import StripeAdapter
+    from exactly_once.flows.livekit.adapter import LiveKitAdapter
 
     return {
         # provider: (adapter, path, sign(body, secret) with the provider's package, path params)
@@ -196,7 +196,7 @@ def octokit() -> Iterator[NodeSigner]:
 
 
 def test_octokit_signed_github_deliveries_pass_and_tampered_ones_fail(proof, octokit):
-    from exactly_once.adapters.github import GitHubAdapter
+    from exactly_once.flows.generic.github import GitHubAdapter
 
     adapter = GitHubAdapter(g.GITHUB_SECRET)
     seen = {"ok": 0, "tampered": 0, "wrong_secret": 0, "ours_verified": 0}

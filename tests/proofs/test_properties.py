@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exactly_once.errors import HttpError
-from exactly_once.events import QUARANTINE_KIND, storable
-from exactly_once.http import Request
+from exactly_once.core.errors import HttpError
+from exactly_once.core.events import QUARANTINE_KIND, storable
+from exactly_once.ingest.apigw import Request
 from tests.harness import TEST_SECRETS
 
 EXAMPLES = 150
@@ -52,14 +52,14 @@ def _sample(name: str) -> Any:
 
 def _adapters() -> dict[str, tuple[Any, str, Any, dict[str, str]]]:
     """provider -> (adapter, path, a real sample body, path params)."""
-    from exactly_once.adapters.github import GitHubAdapter
-    from exactly_once.adapters.graph import GraphAdapter
-    from exactly_once.adapters.livekit import LiveKitAdapter
-    from exactly_once.adapters.slack import SlackAdapter
-    from exactly_once.adapters.standard_webhooks import StandardWebhooksAdapter
-    from exactly_once.adapters.stripe import StripeAdapter
-    from exactly_once.adapters.unipile import UnipileAdapter
-    from exactly_once.adapters.whatsapp import WhatsAppAdapter
+    from exactly_once.flows.generic.github import GitHubAdapter
+    from exactly_once.flows.generic.slack import SlackAdapter
+    from exactly_once.flows.generic.standard import StandardWebhooksAdapter
+    from exactly_once.flows.generic.stripe import StripeAdapter
+    from exactly_once.flows.graph.adapter import GraphAdapter
+    from exactly_once.flows.livekit.adapter import LiveKitAdapter
+    from exactly_once.flows.unipile.adapter import UnipileAdapter
+    from exactly_once.flows.whatsapp.adapter import WhatsAppAdapter
 
     graph = _sample("graph_notification.json")
     for item in graph["value"]:

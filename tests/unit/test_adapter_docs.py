@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from devstack.lambda_runtime import apigw_event
-from exactly_once.errors import UnauthorizedError
-from exactly_once.events import QUARANTINE_KIND
-from exactly_once.http import Request
+from exactly_once.core.errors import UnauthorizedError
+from exactly_once.core.events import QUARANTINE_KIND
+from exactly_once.ingest.apigw import Request
 
 DOC = Path(__file__).resolve().parents[2] / "README.md"
 SECRET = "acme-secret-for-the-docs-example"

@@ -20,15 +20,15 @@ from hypothesis import strategies as st
 from slack_sdk.signature import SignatureVerifier
 
 from devstack.lambda_runtime import apigw_event
-from exactly_once.adapters.github import GitHubAdapter
-from exactly_once.adapters.signing import hmac_sha256
-from exactly_once.adapters.slack import SlackAdapter
-from exactly_once.adapters.standard_webhooks import StandardWebhooksAdapter, UnknownSourceError, parse_secrets
-from exactly_once.adapters.stripe import StripeAdapter
-from exactly_once.adapters.unipile import UnipileAdapter
-from exactly_once.errors import ConfigurationError, UnauthorizedError
-from exactly_once.events import QUARANTINE_KIND
-from exactly_once.http import Request
+from exactly_once.core.errors import ConfigurationError, UnauthorizedError
+from exactly_once.core.events import QUARANTINE_KIND
+from exactly_once.flows.generic.github import GitHubAdapter
+from exactly_once.flows.generic.slack import SlackAdapter
+from exactly_once.flows.generic.standard import StandardWebhooksAdapter, UnknownSourceError, parse_secrets
+from exactly_once.flows.generic.stripe import StripeAdapter
+from exactly_once.flows.unipile.adapter import UnipileAdapter
+from exactly_once.ingest.adapters.signing import hmac_sha256
+from exactly_once.ingest.apigw import Request
 from tests.generic_support import (
     GITHUB_SECRET,
     SLACK_SECRET,

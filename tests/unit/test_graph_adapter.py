@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devstack.lambda_runtime import apigw_event
-from exactly_once.adapters.graph import GraphAdapter, item_key, mailbox_of
-from exactly_once.errors import BadRequestError, UnauthorizedError
-from exactly_once.events import QUARANTINE_KIND, InboundEvent
-from exactly_once.http import Request
+from exactly_once.core.errors import BadRequestError, UnauthorizedError
+from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
+from exactly_once.flows.graph.adapter import GraphAdapter, item_key, mailbox_of
+from exactly_once.ingest.apigw import Request
 from tests.graph_support import item
 
 SECRET = "test-client-state-0123456789"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exactly_once.errors import BadRequestError
-from exactly_once.http import MAX_JSON_DEPTH, Request
+from exactly_once.core.errors import BadRequestError
+from exactly_once.ingest.apigw import MAX_JSON_DEPTH, Request
 
 
 def _request(raw: bytes) -> Request:

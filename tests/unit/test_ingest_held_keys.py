@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from exactly_once.adapters.base import Split, WebhookAdapter
-from exactly_once.dedup import Reservation
-from exactly_once.errors import ServiceUnavailableError
-from exactly_once.events import InboundEvent
-from exactly_once.http import Request
-from exactly_once.ingest import WebhookIngest
-from exactly_once.telemetry import Metric, counters
+from exactly_once.core.errors import ServiceUnavailableError
+from exactly_once.core.events import InboundEvent
+from exactly_once.core.telemetry import Metric, counters
+from exactly_once.ingest.adapters.base import Split, WebhookAdapter
+from exactly_once.ingest.apigw import Request
+from exactly_once.ingest.dedup import Reservation
+from exactly_once.ingest.pipeline import WebhookIngest
 
 
 class _Adapter(WebhookAdapter):

@@ -8,11 +8,11 @@ import re
 import pytest
 
 from devstack.lambda_runtime import apigw_event
-from exactly_once import queries
-from exactly_once.authorizer import is_authorized
-from exactly_once.errors import BadRequestError, ConfigurationError
-from exactly_once.http import Request
-from exactly_once.secrets import get_secret
+from exactly_once.core import queries
+from exactly_once.core.errors import BadRequestError, ConfigurationError
+from exactly_once.core.secrets import get_secret
+from exactly_once.ingest.apigw import Request
+from exactly_once.ingest.authorizer import is_authorized
 
 
 def test_base64_bodies_are_decoded_to_the_exact_bytes():

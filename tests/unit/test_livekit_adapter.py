@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devstack.lambda_runtime import apigw_event
-from exactly_once.adapters.base import QuarantinedBadRequestError
-from exactly_once.adapters.livekit import LiveKitAdapter, body_sha256, room_group
-from exactly_once.errors import UnauthorizedError
-from exactly_once.events import QUARANTINE_KIND
-from exactly_once.http import Request
+from exactly_once.core.errors import UnauthorizedError
+from exactly_once.core.events import QUARANTINE_KIND
+from exactly_once.flows.livekit.adapter import LiveKitAdapter, body_sha256, room_group
+from exactly_once.ingest.adapters.base import QuarantinedBadRequestError
+from exactly_once.ingest.apigw import Request
 from tests.livekit_support import API_KEY, API_SECRET, URL, encode, headers, room_event, sign
 
 ADAPTER = LiveKitAdapter(API_KEY, API_SECRET)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exactly_once.mailbox_imap import search_since
-from exactly_once.mailbox_jobs import Created, JobStatus, job_id, message, slot_of, user_key
+from exactly_once.flows.mailbox.imap import search_since
+from exactly_once.flows.mailbox.jobs import Created, JobStatus, job_id, message, slot_of, user_key
 
 
 def test_every_moment_of_a_slot_gives_the_same_job_id_and_the_next_slot_another():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from exactly_once.telemetry import Metric
+from exactly_once.core.telemetry import Metric
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from devstack.template import Template
-from exactly_once.telemetry import Metric
+from exactly_once.core.telemetry import Metric
 
 CATALOGUE = {value for name, value in vars(Metric).items() if name.isupper()}
 TOPIC_ACTION = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}

@@ -9,8 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exactly_once.adapters.whatsapp import _quarantine_item
-from exactly_once.events import (
+from exactly_once.core.events import (
     MAX_MESSAGE_BYTES,
     QUARANTINE_KIND,
     QUARANTINE_RAW_BYTES,
@@ -18,7 +17,8 @@ from exactly_once.events import (
     quarantine_event,
     storable,
 )
-from exactly_once.queue import SQS_BATCH, SQS_BATCH_BYTES, EventQueue
+from exactly_once.core.fifo import SQS_BATCH, SQS_BATCH_BYTES, EventQueue
+from exactly_once.flows.whatsapp.adapter import _quarantine_item
 
 KIB = 1024
 

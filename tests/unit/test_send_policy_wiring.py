@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from devstack.template import Template
-from exactly_once import send_queue
+from exactly_once.sends import queue as send_queue
 
 QUEUES_SENDS = {
     "SendEnqueueFunction": send_queue.CHANNELS,  # POST /sends

@@ -7,8 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exactly_once.events import QUARANTINE_KIND, InboundEvent, storable
-from exactly_once.queue import group_id
+from exactly_once.core.events import QUARANTINE_KIND, InboundEvent, storable
+from exactly_once.core.fifo import group_id
 
 
 def _event(payload, key="p:k"):

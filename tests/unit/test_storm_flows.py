@@ -19,13 +19,13 @@ from devstack.env_local import dev_value
 from devstack.lambda_runtime import apigw_event
 from devstack.storm import Ack, Delivery, answer_counts
 from devstack.storm_flows import GENERIC, GenericFlow, SendsFlow, UnipileFlow, discover
-from exactly_once.adapters.base import WebhookAdapter
-from exactly_once.adapters.github import GitHubAdapter
-from exactly_once.adapters.slack import SlackAdapter
-from exactly_once.adapters.standard_webhooks import StandardWebhooksAdapter, parse_secrets
-from exactly_once.adapters.stripe import StripeAdapter
-from exactly_once.adapters.unipile import UnipileAdapter
-from exactly_once.http import Request
+from exactly_once.flows.generic.github import GitHubAdapter
+from exactly_once.flows.generic.slack import SlackAdapter
+from exactly_once.flows.generic.standard import StandardWebhooksAdapter, parse_secrets
+from exactly_once.flows.generic.stripe import StripeAdapter
+from exactly_once.flows.unipile.adapter import UnipileAdapter
+from exactly_once.ingest.adapters.base import WebhookAdapter
+from exactly_once.ingest.apigw import Request
 from tests.harness import TEST_SECRETS
 
 # Secrets shaped as `make run` generates them (random per machine), not the test constants.

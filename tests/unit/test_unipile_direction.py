@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from exactly_once.errors import PermanentEventError
-from exactly_once.processors.unipile_inbound import direction_of, parse_message
+from exactly_once.core.errors import PermanentEventError
+from exactly_once.flows.unipile.processor import direction_of, parse_message
 from tests.generic_support import sample_body
 
 

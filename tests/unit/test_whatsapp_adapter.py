@@ -9,18 +9,18 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from devstack.lambda_runtime import apigw_event
-from exactly_once.adapters.whatsapp import (
+from exactly_once.core.errors import ConfigurationError, ForbiddenError, PermanentEventError, UnauthorizedError
+from exactly_once.core.events import QUARANTINE_KIND
+from exactly_once.flows.whatsapp.adapter import (
     DEFAULT_DEDUP_WINDOW_SECONDS,
     WhatsAppAdapter,
     message_key,
     signature,
     status_key,
 )
-from exactly_once.errors import ConfigurationError, ForbiddenError, PermanentEventError, UnauthorizedError
-from exactly_once.events import QUARANTINE_KIND
-from exactly_once.http import Request
-from exactly_once.responders import EchoResponder, load_responder
-from exactly_once.whatsapp_messages import parse_message, parse_status
+from exactly_once.flows.whatsapp.messages import parse_message, parse_status
+from exactly_once.flows.whatsapp.responders import EchoResponder, load_responder
+from exactly_once.ingest.apigw import Request
 from tests.whatsapp_support import (
     CUSTOMER,
     PHONE,
@@ -158,8 +158,8 @@ def test_echo_responder_answers_like_the_seed_bot():
 def test_load_responder_from_a_spec():
     assert isinstance(load_responder(""), EchoResponder)
     assert type(load_responder("tests.whatsapp_bots:ShoutingBot")).__name__ == "ShoutingBot"
-    assert isinstance(load_responder("exactly_once.responders:EchoResponder"), EchoResponder)
-    for bad in ("no-colon", "exactly_once.nope:X", "exactly_once.responders:load_missing", "json:dumps"):
+    assert isinstance(load_responder("exactly_once.flows.whatsapp.responders:EchoResponder"), EchoResponder)
+    for bad in ("no-colon", "exactly_once.nope:X", "exactly_once.flows.whatsapp.responders:load_missing", "json:dumps"):
         with pytest.raises(ConfigurationError):
             load_responder(bad)
 
@@ -229,7 +229,7 @@ def test_split_never_raises_on_any_signed_json(body):
 
 def test_concurrent_deduper_gives_powertools_a_thread_safe_local_cache(monkeypatch):
     # Powertools keeps its local cache in ``_cache``: if a release renames it, this fails instead of racing silently
-    from exactly_once.concurrent_dedup import ConcurrentDeduper, _LockedLRU
+    from exactly_once.ingest.concurrent_dedup import ConcurrentDeduper, _LockedLRU
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     deduper = ConcurrentDeduper("table", key_prefix="whatsapp-ingest", window_seconds=60)

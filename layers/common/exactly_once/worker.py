@@ -8,69 +8,40 @@ acknowledges it, so a poison message never blocks its group.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from exactly_once import db, store
-from exactly_once.errors import PermanentEventError
-from exactly_once.events import QUARANTINE_KIND, InboundEvent
-from exactly_once.telemetry import Metric, counters, logger
+from exactly_once.core import db, store
+from exactly_once.core.declaration import Provider
+from exactly_once.core.errors import PermanentEventError
+from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
+from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.providers import PROVIDERS
 
 Processor = Callable[[InboundEvent], str]
 # Settles a batch's events of one provider at once: (SQS message id, event) in order -> outcomes by id.
 BatchProcessor = Callable[[Sequence[tuple[str, InboundEvent]]], dict[str, str]]
 
-# provider -> "module:function"; imported on first use so a worker pays only for what it meets.
-PROCESSORS: dict[str, str] = {
-    "graph": "exactly_once.processors.graph_mail:process",
-    "unipile": "exactly_once.processors.unipile_inbound:process",
-    "standard": "exactly_once.processors.generic_event:process",
-    "stripe": "exactly_once.processors.generic_event:process",
-    "github": "exactly_once.processors.generic_event:process",
-    "slack": "exactly_once.processors.generic_event:process",
-    "livekit": "exactly_once.processors.livekit_room:process",
-    "whatsapp": "exactly_once.processors.whatsapp_inbound:process",
-}
-
-# provider -> "module:function" of a batch processor: one Postgres commit for a batch's effects.
-# What it leaves unsettled goes through the provider's processor, one record at a time.
-BATCH_PROCESSORS: dict[str, str] = {
-    "graph": "exactly_once.processors.graph_mail:process_batch",
-}
-
-
-def _imported(paths: Mapping[str, str], loaded: dict[str, Any], provider: str) -> Any:
-    """The function ``paths[provider]`` names ("module:function"), imported on first use; None if none."""
-    if provider not in loaded:
-        path = paths.get(provider)
-        if path is None:
-            return None
-        module, _, name = path.partition(":")
-        loaded[provider] = getattr(importlib.import_module(module), name)
-    return loaded[provider]
-
 
 class EventWorker:
-    def __init__(
-        self, processors: Mapping[str, str] | None = None, batch_processors: Mapping[str, str] | None = None
-    ) -> None:
-        self._paths = dict(processors or PROCESSORS)
-        self._batch_paths = dict(BATCH_PROCESSORS if batch_processors is None else batch_processors)
-        self._loaded: dict[str, Processor] = {}
-        self._loaded_batch: dict[str, BatchProcessor] = {}
+    """Settles events with each provider's declared processor (``exactly_once.providers``)."""
+
+    def __init__(self, providers: Mapping[str, Provider] | None = None) -> None:
+        self._providers = PROVIDERS if providers is None else providers
 
     def processor(self, provider: str) -> Processor | None:
-        processor: Processor | None = _imported(self._paths, self._loaded, provider)
-        return processor
+        declared = self._providers.get(provider)
+        return None if declared is None or declared.processor is None else cast(Processor, declared.processor.load())
 
     def batch_processor(self, provider: str) -> BatchProcessor | None:
-        batch: BatchProcessor | None = _imported(self._batch_paths, self._loaded_batch, provider)
-        return batch
+        declared = self._providers.get(provider)
+        if declared is None or declared.batch_processor is None:
+            return None
+        return cast(BatchProcessor, declared.batch_processor.load())
 
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -99,7 +70,7 @@ class EventWorker:
                 event = InboundEvent.from_message(str(record["body"]))
             except (ValueError, KeyError, TypeError):
                 continue  # handle_record quarantines it
-            if event.kind != QUARANTINE_KIND and event.provider in self._batch_paths:
+            if event.kind != QUARANTINE_KIND and self.batch_processor(event.provider) is not None:
                 by_provider.setdefault(event.provider, []).append((str(record["messageId"]), event))
         settled: dict[str, str] = {}
         for provider, events in by_provider.items():
@@ -132,7 +103,7 @@ class EventWorker:
                 return early
             outcome = self._settle(event)
             if event.replay:
-                from exactly_once import replay  # operator replays are rare: no import cost otherwise
+                from exactly_once.ops import quarantine as replay  # operator replays are rare: no import cost otherwise
 
                 replay.settled(db.connection(), event, outcome)
             return outcome

@@ -1,1 +1,0 @@
-"""Provider adapters: how each provider handshakes, authenticates, splits and keys its webhooks."""

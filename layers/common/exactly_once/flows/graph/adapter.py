@@ -1,0 +1,121 @@
+"""Microsoft Graph change notifications (mail).
+
+Handshake: ``?validationToken=`` -> 200 text/plain with the decoded token.
+Auth: every item echoes ``clientState``; each is compared in constant time.
+Dedup: (subscriptionId, changeType, resourceData.id, etag) per item; Graph retries
+for up to 4 hours, the window defaults to 24 hours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from exactly_once.core.errors import BadRequestError, UnauthorizedError
+from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
+from exactly_once.core.secrets import get_secret
+from exactly_once.core.settings import env_int
+from exactly_once.ingest.adapters.base import Split, WebhookAdapter, secrets_equal
+from exactly_once.ingest.apigw import Request, text_response
+
+LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+_MAILBOX = re.compile(r"^/?users/([^/]+)/", re.IGNORECASE)
+_MAX_TOKEN = 1024
+
+
+def mailbox_of(item: dict[str, Any]) -> str | None:
+    """The user part of ``Users/{id}/Messages/{id}``: the FIFO group, so one mailbox stays in order."""
+    match = _MAILBOX.match(str(item.get("resource") or ""))
+    return match.group(1).lower() if match else None
+
+
+def item_key(item: dict[str, Any]) -> str:
+    data = item.get("resourceData") or {}
+    parts = [item["subscriptionId"], item["changeType"], data["id"], data.get("@odata.etag") or ""]
+    if any(isinstance(p, (dict, list)) for p in parts):
+        # str() of an object depends on its key order: the same item re-serialised would get another key.
+        raise TypeError("notification key parts must be scalars")
+    return "graph:" + "|".join(str(p) for p in parts)
+
+
+class GraphAdapter(WebhookAdapter):
+    provider = "graph"
+    accepted_status = 202
+    content_types = ("application/json", "text/plain", "")  # Graph sends application/json; tolerate none
+
+    def __init__(self, client_state: str, dedup_window_seconds: int = 24 * 3600) -> None:
+        self._client_state = client_state
+        self.dedup_window_seconds = dedup_window_seconds
+
+    @classmethod
+    def from_env(cls) -> GraphAdapter:
+        return cls(get_secret("GRAPH_CLIENT_STATE"), env_int("GRAPH_DEDUP_WINDOW_SECONDS", 24 * 3600))
+
+    def handshake(self, request: Request) -> dict[str, Any] | None:
+        if "validationToken" not in request.query:
+            return None
+        token = request.query["validationToken"]  # API Gateway has URL-decoded it already
+        if not token or len(token) > _MAX_TOKEN:
+            raise BadRequestError("validationToken must be 1 to 1024 characters", code="invalid_token")
+        return text_response(200, token)
+
+    def authenticate(self, request: Request) -> None:
+        """Basic Graph notifications are unsigned: clientState is checked per item in ``split``."""
+
+    def split(self, request: Request) -> Split:
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+            raise BadRequestError("body must be an object with a 'value' array", code="missing_value")
+        split = Split()
+        for item in body["value"]:
+            if not isinstance(item, dict) or not secrets_equal(
+                _str_or_none(item.get("clientState")), self._client_state
+            ):
+                split.rejected += 1
+                continue
+            split.events.append(self._event(item))
+        if split.rejected and not split.events:
+            raise UnauthorizedError("clientState does not match for any item", code="invalid_client_state")
+        return split
+
+    def _event(self, item: dict[str, Any]) -> InboundEvent:
+        sub = str(item.get("subscriptionId") or "")
+        lifecycle = item.get("lifecycleEvent")
+        if lifecycle is not None:
+            # Lifecycle items carry no resource: keyed by what changes between two of them.
+            key = f"graph:lifecycle:{sub}|{lifecycle}|{item.get('subscriptionExpirationDateTime') or ''}"
+            return InboundEvent("graph", key, f"graph:subscription:{sub}", f"lifecycle:{lifecycle}", item)
+        try:
+            key = item_key(item)
+        except (KeyError, TypeError, AttributeError):
+            digest = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
+            reason = "notification lacks subscriptionId, changeType or resourceData.id"
+            return InboundEvent(
+                "graph",
+                f"graph:quarantine:{digest}",
+                f"graph:subscription:{sub}",
+                QUARANTINE_KIND,
+                {"raw": json.dumps(item, ensure_ascii=False), "reason": reason},
+            )
+        group = f"graph:mailbox:{mailbox_of(item) or sub}"
+        return InboundEvent("graph", key, group, str(item["changeType"]), item)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def rebuild(item: dict[str, Any]) -> InboundEvent:
+    """An operator's corrected notification item, split as ingest would have split it (``replay --payload``).
+
+    Its clientState was checked when it arrived (the quarantine row exists because it passed).
+    Raises ValueError when the item is not one notification.
+    """
+    raw = json.dumps({"value": [item]}).encode()
+    client_state = item.get("clientState") if isinstance(item.get("clientState"), str) else ""
+    split = GraphAdapter(str(client_state)).split(Request("POST", "/webhooks/graph", raw, {}, {}))
+    if len(split.events) != 1:
+        raise ValueError("the corrected payload is not one Graph notification item")
+    return split.events[0]

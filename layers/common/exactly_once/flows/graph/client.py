@@ -1,0 +1,113 @@
+"""Microsoft Graph: client-credentials token and the message fetch, over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from exactly_once.core.errors import PermanentEventError, ProviderCallError
+from exactly_once.core.outbound_http import HttpClient
+from exactly_once.core.secrets import get_secret
+
+MESSAGE_FIELDS = "id,internetMessageId,conversationId,subject,from,bodyPreview,receivedDateTime,internetMessageHeaders"
+
+
+class MessageGoneError(Exception):
+    """The mail was deleted (or moved without immutable ids) before the worker fetched it."""
+
+
+class TokenProvider:
+    """OAuth 2.0 client credentials, cached until a minute before expiry."""
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str, http: HttpClient) -> None:
+        self._url, self._form = (
+            token_url,
+            {
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "scope": scope,
+            },
+        )
+        self._http = http
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or time.time() > self._expires - 60:
+                data = self._http.request("POST", self._url, form=self._form).json()
+                self._token = str(data["access_token"])
+                self._expires = time.time() + float(data.get("expires_in", 3600))
+            return self._token
+
+
+@dataclass(frozen=True)
+class MailMessage:
+    graph_id: str
+    internet_message_id: str
+    conversation_id: str | None
+    subject: str
+    sender: str
+    preview: str
+    references: tuple[str, ...]  # In-Reply-To and References, the parents a reply names
+
+    @classmethod
+    def from_graph(cls, data: dict[str, Any]) -> MailMessage:
+        imid = data.get("internetMessageId")
+        if not isinstance(imid, str) or not imid.strip():
+            raise PermanentEventError("message has no internetMessageId")
+        headers = {
+            str(h.get("name", "")).lower(): str(h.get("value", ""))
+            for h in data.get("internetMessageHeaders") or []
+            if isinstance(h, dict)
+        }
+        refs = [*headers.get("in-reply-to", "").split(), *headers.get("references", "").split()]
+        sender = ((data.get("from") or {}).get("emailAddress") or {}).get("address") or ""
+        return cls(
+            graph_id=str(data.get("id") or ""),
+            internet_message_id=imid.strip(),
+            conversation_id=data.get("conversationId") or None,
+            subject=str(data.get("subject") or "")[:500],
+            sender=str(sender)[:320],
+            preview=str(data.get("bodyPreview") or "")[:1000],
+            references=tuple(dict.fromkeys(r for r in refs if r and r != imid.strip())),
+        )
+
+
+class GraphClient:
+    def __init__(self, base_url: str, tokens: TokenProvider, http: HttpClient) -> None:
+        self._base = base_url.rstrip("/")
+        self._tokens = tokens
+        self._http = http
+
+    @classmethod
+    def from_env(cls) -> GraphClient:
+        tenant = os.environ.get("GRAPH_TENANT_ID", "common")
+        # Empty values (the template's defaults) mean Microsoft's public endpoints.
+        token_url = os.environ.get("GRAPH_TOKEN_URL") or f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+        base = os.environ.get("GRAPH_BASE_URL") or "https://graph.microsoft.com/v1.0"
+        http = HttpClient(base, read_timeout=float(os.environ.get("GRAPH_TIMEOUT", "10")))
+        tokens = TokenProvider(
+            token_url,
+            get_secret("GRAPH_CLIENT_ID"),
+            get_secret("GRAPH_CLIENT_SECRET"),
+            "https://graph.microsoft.com/.default",
+            http,
+        )
+        return cls(base, tokens, http)
+
+    def get_message(self, user_id: str, message_id: str) -> MailMessage:
+        path = f"/users/{quote(user_id, safe='')}/messages/{quote(message_id, safe='')}?$select={MESSAGE_FIELDS}"
+        try:
+            result = self._http.request("GET", path, headers={"Authorization": f"Bearer {self._tokens.token()}"})
+        except ProviderCallError as exc:
+            if exc.status == 404:
+                raise MessageGoneError(message_id) from exc
+            raise
+        return MailMessage.from_graph(result.json())

@@ -1,0 +1,216 @@
+"""The mailbox job worker: claim, read the mailbox once, process each mail once, finish fenced.
+
+1. Claim: ``queued -> running`` with a fresh claim token and a lease longer than the
+   function's timeout, so a live worker is never taken over (one IMAP connection per user).
+   A running job whose lease ran out (its worker crashed) may be taken over by the retry.
+2. Read: one IMAP connection (``mailbox_imap.fetch_since``), closed before any effect.
+3. Process: per mail, one transaction: the fence (our token, FOR SHARE) and
+   ``processed_mails`` INSERT .. ON CONFLICT DO NOTHING; only a new row records the effect
+   (an ``event_log`` row, provider ``mailbox``). A retried job skips what it already did.
+4. Finish: fenced on the token; ``last_check_time`` moves forward only (GREATEST).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from exactly_once.core import db, store
+from exactly_once.core.crash import crashpoint
+from exactly_once.core.events import InboundEvent
+from exactly_once.core.queries import q
+from exactly_once.core.secrets import get_secret
+from exactly_once.core.settings import env_int
+from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.flows.mailbox.imap import ImapAccount, ImapReadError, Mail, fetch_since
+from exactly_once.flows.mailbox.jobs import PROVIDER, queue_ttl_seconds
+
+
+class ClaimLostError(Exception):
+    """Our claim was expired or taken over: stop, write nothing more."""
+
+
+class JobRetryError(Exception):
+    """The attempt failed and the job went back to queued: the queue retries the message."""
+
+
+def job_timeout_seconds() -> int:
+    return env_int("MAILBOX_JOB_TIMEOUT_SECONDS", 600)
+
+
+def lease_seconds() -> int:
+    # Longer than the function's timeout: Lambda stops a worker before its lease can run out.
+    return job_timeout_seconds() + env_int("MAILBOX_LEASE_GRACE_SECONDS", 60)
+
+
+def run_job(conn: psycopg.Connection[Any], job_id: str) -> str:
+    """Run one job to an outcome: succeeded, busy, already_<status>, unknown_job, failed, claim_lost."""
+    token = uuid.uuid4()
+    with conn.transaction():
+        claimed = conn.execute(q("mailbox_job_claim"), {"job_id": job_id, "token": token, "lease": lease_seconds()})
+        row = claimed.fetchone()
+    if row is None:
+        return _not_claimed(conn, job_id)
+    # The check starts at the claim (the database's clock): mails arriving during it are caught next time.
+    user_id, attempts, checked_at = row[0], row[1], row[2]
+    logger.append_keys(job_id=job_id, user_id=user_id)
+    crashpoint("mailbox.after_claim")
+    config = conn.execute(q("mailbox_config_get"), {"user_id": user_id}).fetchone()
+    if config is None:  # mailbox_jobs.user_id references mailbox_configs; guard for the type checker
+        raise RuntimeError(f"no mailbox configuration for job {job_id}")
+    try:
+        account = ImapAccount(
+            host=config[1],
+            port=int(config[2]),
+            username=config[3],
+            password=get_secret(config[5]),
+            use_ssl=bool(config[4]),
+            folder=config[6],
+            timeout=float(env_int("MAILBOX_IMAP_TIMEOUT_SECONDS", 30)),
+        )
+        mails = fetch_since(account, config[7], first_lookback_days=env_int("MAILBOX_FIRST_LOOKBACK_DAYS", 7))
+        crashpoint("mailbox.after_fetch")
+        processed = _process(conn, job_id, token, user_id, mails)
+        crashpoint("mailbox.before_finish")
+        with conn.transaction():
+            done = conn.execute(
+                q("mailbox_job_finish"),
+                {
+                    "job_id": job_id,
+                    "token": token,
+                    "seen": len(mails),
+                    "processed": processed,
+                    "checked_at": checked_at,
+                },
+            ).fetchone()
+        if done is None:
+            raise ClaimLostError(job_id)
+        crashpoint("mailbox.after_finish")
+    except ClaimLostError:
+        logger.warning("mailbox job claim lost; stopping", extra={"attempt": attempts})
+        return "claim_lost"
+    except ImapReadError as exc:
+        return _release(conn, job_id, token, str(exc))
+    logger.info("mailbox job succeeded", extra={"mails_seen": len(mails), "mails_processed": processed})
+    return "succeeded"
+
+
+def _process(conn: psycopg.Connection[Any], job_id: str, token: uuid.UUID, user_id: str, mails: list[Mail]) -> int:
+    processed = 0
+    for mail in mails:
+        with conn.transaction():
+            if conn.execute(q("mailbox_job_fence"), {"job_id": job_id, "token": token}).fetchone() is None:
+                raise ClaimLostError(job_id)
+            inserted = conn.execute(
+                q("processed_mail_insert"),
+                {
+                    "user_id": user_id,
+                    "message_id": mail.message_id,
+                    "job_id": job_id,
+                    "subject": mail.subject,
+                    "sender": mail.sender,
+                    "received_at": mail.received_at,
+                },
+            ).fetchone()
+            if inserted is None:
+                counters.incr(PROVIDER, Metric.DUP_DATABASE)
+                continue
+            # The effect of processing a mail: one event_log row (its deliveries count shows any repeat).
+            store.record_event(
+                conn,
+                InboundEvent(
+                    provider=PROVIDER,
+                    key=f"{user_id}:{mail.message_id}",
+                    group=user_id,
+                    kind="mail",
+                    payload={"job_id": job_id, "subject": mail.subject, "sender": mail.sender},
+                ),
+                "processed",
+                inserted[0],
+            )
+        processed += 1
+        counters.incr(PROVIDER, Metric.EFFECTS)
+        crashpoint("mailbox.after_mail")
+    return processed
+
+
+def _not_claimed(conn: psycopg.Connection[Any], job_id: str) -> str:
+    row = conn.execute(q("mailbox_job_get"), {"job_id": job_id}).fetchone()
+    if row is None:
+        logger.warning("mailbox job unknown; dropping the message", extra={"job_id": job_id})
+        return "unknown_job"
+    counters.incr(PROVIDER, Metric.DUP_QUEUE)
+    if row[2] == "running":
+        # A live lease: another worker has it (a duplicate delivery). Acknowledge; the holder finishes,
+        # or its lease runs out and the reaper expires the job.
+        return "busy"
+    return f"already_{row[2]}"
+
+
+def _release(conn: psycopg.Connection[Any], job_id: str, token: uuid.UUID, error: str) -> str:
+    with conn.transaction():
+        row = conn.execute(
+            q("mailbox_job_release"),
+            {
+                "job_id": job_id,
+                "token": token,
+                "error": error[:1000],
+                "max_attempts": env_int("MAILBOX_MAX_ATTEMPTS", 3),
+                "queue_ttl": queue_ttl_seconds(),
+            },
+        ).fetchone()
+    if row is None:
+        return "claim_lost"
+    logger.warning("mailbox job attempt failed", extra={"error": error, "status": row[0]})
+    if row[0] == "queued":
+        counters.incr(PROVIDER, Metric.RETRIED)
+        raise JobRetryError(error)
+    return "failed"
+
+
+class MailboxJobWorker:
+    """JobsQueue batches (SQS FIFO, group = user) with partial batch failures."""
+
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+        try:
+            return dict(
+                process_partial_response(
+                    event=dict(event), record_handler=self.handle_record, processor=processor, context=context
+                )
+            )
+        finally:
+            counters.flush()
+
+    def handle_record(self, record: SQSRecord) -> str:
+        try:
+            job_id = str(json.loads(record.body)["job_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            # Kept, never dropped: the raw body and the reason go to quarantine, and the message is acknowledged.
+            store.quarantine(
+                db.connection(),
+                provider=PROVIDER,
+                event_key=f"sqs:{record.message_id}",
+                reason=f"unreadable mailbox job message: {exc}",
+                raw=json.dumps({"body": record.body}),
+            )
+            counters.incr(PROVIDER, Metric.QUARANTINED)
+            logger.warning("unreadable mailbox job message quarantined", extra={"message_id": record.message_id})
+            return "quarantined"
+        logger.set_correlation_id(job_id)
+        try:
+            try:
+                outcome = run_job(db.connection(), job_id)
+            except psycopg.OperationalError:
+                db.reset()  # a broken connection: the retry opens a new one
+                raise
+            logger.info("mailbox job settled", extra={"outcome": outcome})
+            return outcome
+        finally:
+            logger.remove_keys(["job_id", "user_id"])

@@ -1,0 +1,217 @@
+"""WhatsApp Cloud API webhooks (Meta).
+
+Handshake: ``GET ?hub.mode=subscribe&hub.verify_token=..&hub.challenge=..`` -> 200 text/plain
+with the challenge when the token matches (constant time); anything else -> 403.
+Auth: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``, over the bytes
+as received (Meta signs escaped-unicode JSON), constant time, else 401.
+Split: every ``entry[].changes[].value`` carries ``messages[]`` (key: the wamid) and
+``statuses[]`` (key: the wamid and the status). Meta retries for up to 7 days, so the
+ingest window defaults to 8. Only HTTP 200 counts as delivered: duplicates get 200 too.
+A signed body that cannot be read (bad JSON, unknown shapes) is answered 200 and carried
+to the quarantine with its raw text and the reason: Meta has no API to fetch it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from exactly_once.core.errors import ForbiddenError, UnauthorizedError
+from exactly_once.core.events import QUARANTINE_KIND, InboundEvent, quarantine_event
+from exactly_once.core.secrets import get_secret
+from exactly_once.core.settings import env_int
+from exactly_once.ingest.adapters.base import Split, WebhookAdapter, secrets_equal
+from exactly_once.ingest.apigw import Request, text_response
+
+PROVIDER = "whatsapp"
+SIGNATURE_HEADER = "x-hub-signature-256"
+#: Meta retries for up to 7 days; one more day covers clock skew and a delivery started late.
+DEFAULT_DEDUP_WINDOW_SECONDS = 8 * 24 * 3600
+#: Meta's documented ceilings per POST.
+MAX_UPDATES = 1000
+MAX_BODY_BYTES = 3 * 1024 * 1024
+#: Dedup writes in flight at once for one POST (each a DynamoDB conditional write).
+DEDUP_WORKERS = 10
+_MAX_CHALLENGE = 1024
+
+
+def message_key(wamid: str) -> str:
+    return f"whatsapp:msg:{wamid}"
+
+
+def status_key(wamid: str, status: str) -> str:
+    return f"whatsapp:status:{wamid}:{status}"
+
+
+def conversation_group(phone_number_id: str, wa_id: str) -> str:
+    """One FIFO group per (business number, customer): a conversation stays in order."""
+    return f"whatsapp:{phone_number_id}:{wa_id}"
+
+
+def signature(app_secret: str, raw_body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value Meta sends for ``raw_body``."""
+    return "sha256=" + hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
+
+
+class WhatsAppAdapter(WebhookAdapter):
+    provider = PROVIDER
+    accepted_status = 200  # Meta counts only 200 as delivered
+    content_types = ("application/json",)
+
+    def __init__(
+        self,
+        app_secret: str,
+        verify_token: str,
+        dedup_window_seconds: int = DEFAULT_DEDUP_WINDOW_SECONDS,
+        max_updates: int = MAX_UPDATES,
+    ) -> None:
+        self._app_secret = app_secret
+        self._verify_token = verify_token
+        self.dedup_window_seconds = dedup_window_seconds
+        self.max_updates = max_updates
+
+    @classmethod
+    def from_env(cls) -> WhatsAppAdapter:
+        adapter = cls(
+            get_secret("WHATSAPP_APP_SECRET"),
+            get_secret("WHATSAPP_VERIFY_TOKEN"),
+            dedup_window_seconds=env_int("WHATSAPP_DEDUP_WINDOW_SECONDS", DEFAULT_DEDUP_WINDOW_SECONDS),
+        )
+        # Meta posts up to 3 MB; a variable of its own, since every function shares MAX_BODY_BYTES locally.
+        adapter.max_body_bytes = env_int("WHATSAPP_MAX_BODY_BYTES", MAX_BODY_BYTES)
+        # Meta batches up to 1000 updates per POST: their dedup writes run concurrently.
+        adapter.dedup_workers = env_int("WHATSAPP_DEDUP_WORKERS", DEDUP_WORKERS)
+        return adapter
+
+    # -- handshake -------------------------------------------------------------------
+    def handshake(self, request: Request) -> dict[str, Any] | None:
+        if request.method != "GET":
+            return None
+        mode = request.query.get("hub.mode")
+        token = request.query.get("hub.verify_token")
+        challenge = request.query.get("hub.challenge", "")
+        # Both checks always run: the answer takes as long for a wrong mode as for a wrong token.
+        token_ok = secrets_equal(token, self._verify_token)
+        if not (mode == "subscribe" and token_ok):
+            raise ForbiddenError("hub.mode must be subscribe and hub.verify_token must match", code="verify_failed")
+        if not challenge or len(challenge) > _MAX_CHALLENGE:
+            raise ForbiddenError("hub.challenge must be 1 to 1024 characters", code="invalid_challenge")
+        return text_response(200, challenge)
+
+    # -- authentication --------------------------------------------------------------
+    def authenticate(self, request: Request) -> None:
+        given = request.header(SIGNATURE_HEADER)
+        if not given:
+            raise UnauthorizedError("X-Hub-Signature-256 header is missing", code="missing_signature")
+        if not secrets_equal(given.strip().lower(), signature(self._app_secret, request.raw_body)):
+            raise UnauthorizedError("X-Hub-Signature-256 does not match the body", code="invalid_signature")
+
+    # -- split -----------------------------------------------------------------------
+    def split(self, request: Request) -> Split:
+        """Events per message and per status; whatever cannot be read goes to quarantine (still 200)."""
+        raw = request.raw_body
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            return Split(events=[_quarantine_body(raw, f"signed body is not UTF-8 JSON: {exc}")])
+        if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
+            return Split(events=[_quarantine_body(raw, "signed body has no entry[] array")])
+        if body.get("object") != "whatsapp_business_account":
+            return Split(
+                events=[_quarantine_body(raw, f"object is {body.get('object')!r}, not whatsapp_business_account")]
+            )
+        events: list[InboundEvent] = []
+        for entry in body["entry"]:
+            changes = entry.get("changes") if isinstance(entry, dict) else None
+            if not isinstance(changes, list):
+                events.append(_quarantine_item(entry, "entry has no changes[] array"))
+                continue
+            for change in changes:
+                events.extend(_change_events(str(entry.get("id") or ""), change))
+        updates = sum(1 for e in events if e.kind != QUARANTINE_KIND)
+        if updates > self.max_updates:
+            return Split(events=[_quarantine_body(raw, f"{updates} updates in one POST (Meta sends <= 1000)")])
+        return Split(events=events)
+
+
+def _change_events(waba_id: str, change: Any) -> list[InboundEvent]:
+    if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
+        return [_quarantine_item(change, "change has no value object")]
+    if change.get("field") != "messages":
+        return [_quarantine_item(change, f"unsupported webhook field {change.get('field')!r}")]
+    value = change["value"]
+    metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
+    phone_number_id = str(metadata.get("phone_number_id") or "")
+    messages, statuses = value.get("messages"), value.get("statuses")
+    if not phone_number_id or not (isinstance(messages, list) or isinstance(statuses, list)):
+        return [_quarantine_item(change, "value lacks metadata.phone_number_id or messages[]/statuses[]")]
+    listed = value.get("contacts")
+    contacts = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+    context = {"waba_id": waba_id, "metadata": metadata}
+    events: list[InboundEvent] = []
+    for message in messages if isinstance(messages, list) else []:
+        events.append(_message_event(context, phone_number_id, contacts, message))
+    for status in statuses if isinstance(statuses, list) else []:
+        events.append(_status_event(context, phone_number_id, status))
+    return events
+
+
+def _message_event(
+    context: dict[str, Any], phone_number_id: str, contacts: list[dict[str, Any]], message: Any
+) -> InboundEvent:
+    if not isinstance(message, dict) or not all(isinstance(message.get(k), str) for k in ("id", "from")):
+        return _quarantine_item(message, "message lacks a string id or from")
+    sender = message["from"]
+    contact = next((c for c in contacts if c.get("wa_id") == sender), contacts[0] if len(contacts) == 1 else None)
+    return InboundEvent(
+        PROVIDER,
+        message_key(message["id"]),
+        conversation_group(phone_number_id, sender),
+        f"message:{message.get('type') or 'unknown'}",
+        {**context, "contact": contact, "message": message},
+    )
+
+
+def _status_event(context: dict[str, Any], phone_number_id: str, status: Any) -> InboundEvent:
+    if not isinstance(status, dict) or not all(isinstance(status.get(k), str) for k in ("id", "status")):
+        return _quarantine_item(status, "status lacks a string id or status")
+    recipient = str(status.get("recipient_id") or status["id"])
+    return InboundEvent(
+        PROVIDER,
+        status_key(status["id"], status["status"]),
+        conversation_group(phone_number_id, recipient),
+        f"status:{status['status']}",
+        {**context, "status": status},
+    )
+
+
+def _quarantine_item(item: Any, reason: str) -> InboundEvent:
+    """One unreadable item, keyed by the digest of all of it (``events.storable`` bounds a large one's raw text)."""
+    text = json.dumps(item, ensure_ascii=False, sort_keys=True)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # a \ud800 escape stays hashable
+    return InboundEvent(
+        PROVIDER,
+        f"whatsapp:quarantine:{digest}",
+        "whatsapp:quarantine",
+        QUARANTINE_KIND,
+        {"raw": text, "reason": reason},
+    )
+
+
+def _quarantine_body(raw: bytes, reason: str) -> InboundEvent:
+    """The whole body for the quarantine, under the digest of its bytes (a re-delivery is the same row).
+
+    ``events.storable`` truncates a body too large to queue (Meta posts up to 3 MB)."""
+    event = quarantine_event(PROVIDER, raw, reason)
+    if b"\x00" not in raw:
+        return event
+    # Postgres text cannot hold NUL: quarantine_event shows them as U+FFFD; say so.
+    return InboundEvent(
+        event.provider,
+        event.key,
+        event.group,
+        event.kind,
+        {**event.payload, "reason": f"{reason} (NUL bytes shown as U+FFFD)"},
+    )

@@ -1,0 +1,55 @@
+"""Pluggable bot responders: what to answer a WhatsApp message, if anything.
+
+A responder is any object with ``reply(message) -> str | None``. ``WHATSAPP_RESPONDER``
+(``"package.module:attr"``) names one: ``attr`` may be such an object, a class or a
+factory taking no arguments. The default answers like the seed's test bot
+("test" -> "test is working"). It is called at most once per stored message in the
+normal path; under a true race two workers may both ask it, and only one answer is sent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Protocol, runtime_checkable
+
+from exactly_once.core.errors import ConfigurationError
+from exactly_once.flows.whatsapp.messages import InboundMessage
+
+
+@runtime_checkable
+class Responder(Protocol):
+    def reply(self, message: InboundMessage) -> str | None:
+        """The text to send back, or None for no reply."""
+
+
+class EchoResponder:
+    """The seed's test bot: a text message gets "<text> is working"; other types get no reply."""
+
+    def reply(self, message: InboundMessage) -> str | None:
+        if message.type != "text" or not message.text or not message.text.strip():
+            return None
+        return f"{message.text.strip()} is working"
+
+
+def load_responder(spec: str | None = None) -> Responder:
+    """The responder named by ``spec`` (default: ``WHATSAPP_RESPONDER``), else EchoResponder."""
+    spec = spec if spec is not None else os.environ.get("WHATSAPP_RESPONDER", "")
+    if not spec:
+        return EchoResponder()
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"WHATSAPP_RESPONDER must be 'module:attr', got {spec!r}")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} cannot be loaded: {exc}") from exc
+    # A class has a ``reply`` attribute too: instantiate it; a plain factory is called.
+    if isinstance(target, type) or (not isinstance(target, Responder) and callable(target)):
+        try:
+            target = target()
+        except TypeError as exc:
+            raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} cannot be built without arguments: {exc}") from exc
+    if not isinstance(target, Responder):
+        raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} has no reply(message) method")
+    return target

@@ -1,0 +1,85 @@
+"""Unipile (LinkedIn messaging): send into a chat, start a chat, list a chat's messages.
+
+Sends are not idempotent and Unipile takes no idempotency key: they go through
+``HttpClient(idempotent=False)``, so a read timeout is a ProviderTimeoutError (unknown
+outcome), never a retry. The listing is what reconciliation asks before any resend.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from exactly_once.core.outbound_http import HttpClient
+from exactly_once.core.secrets import get_secret
+from exactly_once.core.settings import env_int
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    message_id: str
+    chat_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    message_id: str
+    text: str
+    is_sender: bool
+    sent_at: datetime | None
+
+
+class UnipileClient:
+    def __init__(self, base_url: str, api_key: str, *, read_timeout: float = 10.0) -> None:
+        self._http = HttpClient(
+            base_url,
+            read_timeout=read_timeout,
+            retries=2,
+            headers={"X-API-KEY": api_key, "accept": "application/json"},
+        )
+
+    @classmethod
+    def from_env(cls) -> UnipileClient:
+        return cls(
+            os.environ.get("UNIPILE_BASE_URL", "https://api1.unipile.com:13111"),
+            get_secret("UNIPILE_API_KEY"),
+            read_timeout=float(env_int("SEND_PROVIDER_TIMEOUT_SECONDS", 10)),
+        )
+
+    def send_message(self, chat_id: str, text: str) -> SentMessage:
+        """POST /api/v1/chats/{chat_id}/messages (multipart ``text``)."""
+        data = self._http.request(
+            "POST", f"/api/v1/chats/{quote(chat_id, safe='')}/messages", fields={"text": text}, idempotent=False
+        ).json()
+        return SentMessage(str(data["message_id"]), chat_id)
+
+    def start_chat(self, account_id: str, attendee_id: str, text: str) -> SentMessage:
+        """POST /api/v1/chats (``account_id``, ``attendees_ids``, ``text``): a first message."""
+        data = self._http.request(
+            "POST",
+            "/api/v1/chats",
+            fields={"account_id": account_id, "attendees_ids": attendee_id, "text": text},
+            idempotent=False,
+        ).json()
+        return SentMessage(str(data["message_id"]), str(data.get("chat_id") or "") or None)
+
+    def list_messages(self, chat_id: str, limit: int = 50) -> list[ChatMessage]:
+        """GET /api/v1/chats/{chat_id}/messages: the chat's most recent messages."""
+        data = self._http.request("GET", f"/api/v1/chats/{quote(chat_id, safe='')}/messages?limit={limit}").json()
+        return [_message(item) for item in (data or {}).get("items", [])]
+
+
+def _message(item: dict[str, Any]) -> ChatMessage:
+    stamp = item.get("timestamp")
+    sent_at = None
+    if isinstance(stamp, str) and stamp:
+        sent_at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return ChatMessage(
+        message_id=str(item.get("id") or item.get("message_id") or ""),
+        text=str(item.get("text") or ""),
+        is_sender=bool(item.get("is_sender")),
+        sent_at=sent_at,
+    )
