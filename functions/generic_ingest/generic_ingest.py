@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from exactly_once.core.telemetry import logger
+from exactly_once.flows import generic
 from exactly_once.ingest.router import IngestRouter
 
-# Each on the route its provider declares (flows/generic/__init__.py), with the shared pipeline,
-# its own dedup key prefix and window.
-ROUTER = IngestRouter.serving("standard", "stripe", "github", "slack")
+# Each provider of the flow on its declared route (flows/generic/__init__.py), with the shared
+# pipeline, its own dedup key prefix and window.
+ROUTER = IngestRouter.serving(generic.FLOW.providers)
 
 
 @logger.inject_lambda_context(clear_state=True)

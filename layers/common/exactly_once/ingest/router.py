@@ -9,10 +9,11 @@ logged at init. Settings every provider needs (table, queue) still fail fast.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from exactly_once.core.declaration import Provider
 from exactly_once.core.errors import ConfigurationError, HttpError, ServiceUnavailableError
 from exactly_once.core.settings import IngestSettings
 from exactly_once.core.telemetry import logger
@@ -52,15 +53,12 @@ def compile_template(template: str) -> re.Pattern[str]:
 
 class IngestRouter:
     @classmethod
-    def serving(cls, *names: str, settings: IngestSettings | None = None) -> IngestRouter:
-        """A router for these declared providers, each on its declared route (``exactly_once.providers``)."""
-        from exactly_once.providers import PROVIDERS
-
+    def serving(cls, providers: Iterable[Provider], settings: IngestSettings | None = None) -> IngestRouter:
+        """A router for these declared providers, each on its declared route with its declared adapter."""
         factories: dict[str, AdapterFactory] = {}
-        for name in names:
-            declared = PROVIDERS[name]
+        for declared in providers:
             if declared.route is None or declared.adapter is None:
-                raise ConfigurationError(f"provider {name!r} declares no webhook route")
+                raise ConfigurationError(f"provider {declared.name!r} declares no webhook route")
             factories[declared.route] = declared.adapter.load()
         return cls(factories, settings)
 
