@@ -1,4 +1,4 @@
-"""Mailbox jobs (seed 004): jobs per user per slot under the race, IMAP connections per user at once.
+"""Mailbox jobs (the mailbox-jobs incident): jobs per user per slot under the race, IMAP connections per user at once.
 
 Per (user, slot): a scheduler tick and ten manual triggers fire together from eleven
 threads, each with its own Postgres connection; then the slot's job is handed to three

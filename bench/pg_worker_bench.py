@@ -2,7 +2,7 @@
 
 Side by side, in one run, on one server and one fresh database:
 
-- ``seed000``: the path of seed 000 after its fix: a session advisory lock, three
+- ``seed000``: the Graph mail incident's fix: a session advisory lock, three
   separate duplicate checks (tickets, comments, quarantine), the insert, the unlock;
   every statement its own round trip in autocommit;
 - ``bundle``: ``exactly_once.flows.graph.tickets.apply_mail``, the Graph worker's own code for one

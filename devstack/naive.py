@@ -1,4 +1,4 @@
-"""The naive baselines ``make demo --naive`` storms: check, then insert (seed 000 before its fix).
+"""The naive baselines ``make demo --naive`` storms: check, then insert (the Graph mail incident's code before its fix).
 
 ``POST /local/naive/webhooks/graph`` takes the same signed Graph notifications as
 the real route, but handles each one synchronously in the request, with no ingest

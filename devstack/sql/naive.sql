@@ -2,7 +2,7 @@
 -- their effect counts, and the Unipile storm's count of linkedin_messages.
 
 -- name: naive_schema
--- The check-then-insert baselines (seed 000 before its fix): no lock, no unique constraint.
+-- The check-then-insert baselines (the Graph mail incident's code before its fix): no lock, no unique constraint.
 CREATE TABLE IF NOT EXISTS naive_tickets (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     external_message_id text NOT NULL,

@@ -1,4 +1,4 @@
-"""Mailbox jobs (seed 004), end to end: the real handlers on moto and Postgres, a real dovecot over IMAP.
+"""Mailbox jobs (the mailbox-jobs incident), end to end: the real handlers on moto and Postgres, a real dovecot over IMAP.
 
 The rule under test is EXACTLY ONE pending job (scheduled, queued or running) per user:
 a trigger while a job is queued or running is refused with 409, not queued behind it.

@@ -1,4 +1,4 @@
-"""The seed-003 shape on the inbound side: the same Unipile message (and the same Stripe and Slack
+"""The LinkedIn send incident's shape on the inbound side: the same Unipile message (and the same Stripe and Slack
 events) delivered 20 times from 4 processes at once, then handed to 4 racing workers at once as if
 every earlier layer had forgotten it -> one linkedin_messages row, one event_log row each."""
 

@@ -1,4 +1,4 @@
-"""The race of seed 000: the same Graph notification delivered 20 times at once from 4 processes,
+"""The race of the Graph mail incident: the same Graph notification delivered 20 times at once from 4 processes,
 a reply mail racing itself, and a re-delivery after the dedup window -> one ticket, one comment."""
 
 from __future__ import annotations

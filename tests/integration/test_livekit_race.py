@@ -1,4 +1,4 @@
-"""The race of seed 001 and what it left open: identical room_finished deliveries at once from several
+"""The race of the LiveKit feedback incident and what it left open: identical room_finished deliveries at once from several
 processes, a worker killed while holding the claim, and a stale worker answering after its lease."""
 
 from __future__ import annotations

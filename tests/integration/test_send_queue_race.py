@@ -1,4 +1,4 @@
-"""The race of seed 003: overlapping workers over the same queued rows, crashes around the provider
+"""The race of the LinkedIn send incident: overlapping workers over the same queued rows, crashes around the provider
 call, and concurrent enqueues of one key. Workers are spawned processes running the real handler;
 the fake Unipile server counts every send. Postgres is the guarantee (moto's FIFO forgets dedup
 ids once a message is deleted, so no assertion here rests on SQS dedup)."""

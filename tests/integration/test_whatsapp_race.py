@@ -1,4 +1,4 @@
-"""The race of seed 002: Meta delivers the same messages twice within milliseconds (here: 20 times
+"""The race of the WhatsApp double-reply incident: Meta delivers the same messages twice within milliseconds (here: 20 times
 from 4 processes), workers race on the same events, and Meta re-delivers a week later, past the
 ingest window -> one stored message and one reply per message, counted at the fake WhatsApp API."""
 

@@ -1,4 +1,4 @@
-"""Per-user mailbox jobs (seed 004): one job identity, at most one pending job per user.
+"""Per-user mailbox jobs (the mailbox-jobs incident): one job identity, at most one pending job per user.
 
 The scheduler and the manual trigger derive a job's id with the same function,
 ``job_id(user_id, slot)``, where the slot is the scheduler's tick (``MAILBOX_SLOT_SECONDS``,
