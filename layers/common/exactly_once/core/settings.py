@@ -1,4 +1,9 @@
-"""Settings read once from the environment at init, failing fast with a clear message."""
+"""Settings from the environment, failing with a clear ConfigurationError when one is missing or malformed.
+
+Handlers read what they need at init (a missing setting fails the cold start, not a request); a few
+values are read per call on purpose, so a test or the local stack can change them without a restart
+(lease lengths, grace periods, reconcile budgets: ``env_int`` is a dictionary lookup).
+"""
 
 from __future__ import annotations
 
