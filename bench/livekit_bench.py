@@ -64,9 +64,9 @@ def _row(conn: psycopg.Connection[Any], sid: str) -> Any:
 
 
 def _call(llm: LlmClient, row: Any) -> dict[str, Any]:
-    from exactly_once.flows.livekit.feedback import Claim
+    from exactly_once.flows.livekit.feedback import AnalysisClaim
 
-    claim = Claim(str(row[0]), "none", 1, row[2], row[3], row[4])
+    claim = AnalysisClaim(str(row[0]), "none", 1, row[2], row[3], row[4])
     answer = llm.chat(_messages(claim), idempotency_key=f"feedback-{row[0]}")
     return {"result": answer.as_json(), "model": answer.model}
 

@@ -72,7 +72,7 @@ def _ours(conn: psycopg.Connection[Any], send_id: int) -> str:
 def _seed_before_fix(conn: psycopg.Connection[Any], send_id: int) -> str:
     """The seed's cron before its fix: read pending, send, mark sent (nothing stops a second worker)."""
     from exactly_once.sends.channels import sender
-    from exactly_once.sends.queue import Claim
+    from exactly_once.sends.queue import SendClaim
 
     row = conn.execute(
         "SELECT id, channel, sender_account, recipient, payload, call_started_at FROM send_queue"
@@ -81,7 +81,7 @@ def _seed_before_fix(conn: psycopg.Connection[Any], send_id: int) -> str:
     ).fetchone()
     if row is None:
         return "skipped"
-    claim = Claim(row[0], "", row[1], row[2], row[3], row[4], "at_most_once", 0, 5, row[5])
+    claim = SendClaim(row[0], "", row[1], row[2], row[3], row[4], "at_most_once", 0, 5, row[5])
     sent = sender("unipile").send(claim)
     conn.execute(
         "UPDATE send_queue SET status = 'sent', provider_message_id = %s, sent_at = now() WHERE id = %s",
@@ -93,7 +93,7 @@ def _seed_before_fix(conn: psycopg.Connection[Any], send_id: int) -> str:
 def _seed_after_fix(conn: psycopg.Connection[Any], send_id: int) -> str:
     """The seed's fix: UPDATE .. WHERE status = 'pending' RETURNING, send, UPDATE sent."""
     from exactly_once.sends.channels import sender
-    from exactly_once.sends.queue import Claim
+    from exactly_once.sends.queue import SendClaim
 
     row = conn.execute(
         # (a token and lease only because the schema's check constraint asks processing rows for them)
@@ -104,7 +104,7 @@ def _seed_after_fix(conn: psycopg.Connection[Any], send_id: int) -> str:
     ).fetchone()
     if row is None:
         return "skipped"
-    claim = Claim(row[0], "", row[1], row[2], row[3], row[4], "at_most_once", 0, 5, row[5])
+    claim = SendClaim(row[0], "", row[1], row[2], row[3], row[4], "at_most_once", 0, 5, row[5])
     sent = sender("unipile").send(claim)
     conn.execute(
         "UPDATE send_queue SET status = 'sent', provider_message_id = %s, sent_at = now() WHERE id = %s",
@@ -162,6 +162,7 @@ def _enqueue(url: str, n: int, *, relay: bool) -> dict[str, Any]:
     """n rows, each enqueued in its own transaction (as POST /sends does), relayed after commit."""
     from exactly_once.core import db
     from exactly_once.sends import queue as send_queue
+    from exactly_once.sends.request import SendRequest
 
     conn = _connect(url)
     db._conn = conn  # relay() uses the container's connection: count its statements too
@@ -171,7 +172,7 @@ def _enqueue(url: str, n: int, *, relay: bool) -> dict[str, Any]:
         with conn.transaction():
             queued = send_queue.enqueue(
                 conn,
-                send_queue.SendRequest(
+                SendRequest(
                     f"bench-{i}", "unipile", f"acc_{i % SENDERS}", f"chat_{i}", {"text": f"Hello prospect {i}"}
                 ),
             )

@@ -10,7 +10,7 @@ import psycopg
 from exactly_once.core import aws, db
 from exactly_once.core.errors import BadRequestError, HttpError, ServiceUnavailableError
 from exactly_once.core.settings import env
-from exactly_once.core.telemetry import counters, logger
+from exactly_once.core.telemetry import flushes_metrics, logger
 from exactly_once.flows.mailbox import jobs as mailbox_jobs
 from exactly_once.flows.mailbox.scheduling import JobConflictError, trigger
 from exactly_once.ingest.apigw import Request, error_response, json_response
@@ -46,6 +46,7 @@ def _answer(request: Request) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flushes_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         return _answer(Request.from_apigw_v2(event))
@@ -56,5 +57,3 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if exc.status >= 500:
             logger.warning("job request refused", extra={"error": exc.code})
         return error_response(exc)
-    finally:
-        counters.flush()

@@ -15,49 +15,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once.core import db
 from exactly_once.core.errors import BadRequestError, HttpError, ServiceUnavailableError
-from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.ingest.apigw import Request, error_response, json_response
 from exactly_once.sends import queue as send_queue
-from exactly_once.sends.queue import IdempotencyConflictError, InvalidSendError, SendRequest
+from exactly_once.sends.queue import IdempotencyConflictError
+from exactly_once.sends.request import InvalidSendError, SendRequest
 
 PROVIDER = "send_queue"
 
 
-def parse(request: Request) -> SendRequest:
-    body = request.json()
-    if not isinstance(body, dict):
-        raise BadRequestError("body must be a JSON object")
-    key = request.header("idempotency-key")
-    if not key:
-        parts = [body.get(k) for k in ("campaign_id", "prospect_id", "step")]
-        if any(p in (None, "") for p in parts):
-            raise BadRequestError(
-                "send an Idempotency-Key header, or campaign_id, prospect_id and step", code="missing_idempotency_key"
-            )
-        key = send_queue.derive_key(str(parts[0]), str(parts[1]), str(parts[2]))
-    payload = body.get("payload")
-    if payload is None and isinstance(body.get("text"), str):
-        payload = {"text": body["text"]}
-    fields = {k: body.get(k) for k in ("channel", "sender_account", "recipient")}
-    if not all(isinstance(v, str) and v for v in fields.values()):
-        raise BadRequestError("channel, sender_account and recipient are required strings")
-    if not isinstance(payload, dict):
-        raise BadRequestError("payload must be an object (or give text)")
-    policy = body.get("policy")
-    if policy is not None and not isinstance(policy, str):
-        raise BadRequestError("policy must be a string")
-    return SendRequest(
-        idempotency_key=key,
-        channel=str(fields["channel"]),
-        sender_account=str(fields["sender_account"]),
-        recipient=str(fields["recipient"]),
-        payload=payload,
-        policy=policy,
-    )
-
-
 def enqueue(request: Request) -> dict[str, Any]:
-    send = parse(request)
+    send = SendRequest.from_body(request.json(), request.header("idempotency-key"))
     try:
         conn = db.connection()
         # One statement in one transaction: a connection lost in the middle rolls it back whole.
@@ -94,10 +62,9 @@ def enqueue(request: Request) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flushes_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         return enqueue(Request.from_apigw_v2(event))
     except HttpError as exc:
         return error_response(exc)
-    finally:
-        counters.flush()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from exactly_once.core import db, store
-from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.core.telemetry import flushes_metrics, logger
 from exactly_once.sends.delivery import PROVIDER, deliver
 from exactly_once.sends.queue import parse_message
 
@@ -18,15 +17,8 @@ def handle_record(record: SQSRecord) -> str:
     try:
         send_id = parse_message(record.body)
     except (ValueError, KeyError, TypeError) as exc:
-        store.quarantine(
-            db.connection(),
-            provider=PROVIDER,
-            event_key=f"sqs:{record.message_id}",
-            reason=f"unreadable send message: {exc}",
-            raw=json.dumps({"body": record.body}),
-        )
-        counters.incr(PROVIDER, Metric.QUARANTINED)
-        return "quarantined"
+        reason = f"unreadable send message: {exc}"
+        return store.quarantine_unreadable(db.connection(), PROVIDER, record.message_id, record.body, reason)
     logger.set_correlation_id(f"send:{send_id}")
     try:
         outcome = deliver(db.connection(), send_id)
@@ -37,15 +29,13 @@ def handle_record(record: SQSRecord) -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flushes_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    try:
-        return dict(
-            process_partial_response(
-                event=event,
-                record_handler=handle_record,
-                processor=SqsFifoPartialProcessor(skip_group_on_error=True),
-                context=context,
-            )
+    return dict(
+        process_partial_response(
+            event=event,
+            record_handler=handle_record,
+            processor=SqsFifoPartialProcessor(skip_group_on_error=True),
+            context=context,
         )
-    finally:
-        counters.flush()
+    )

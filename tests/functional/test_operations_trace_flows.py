@@ -47,10 +47,11 @@ def test_trace_of_a_whatsapp_message_shows_the_stored_message_and_its_reply(stac
 def test_a_send_in_review_is_traced_and_never_replayed_blindly(stack, db, capsys):
     # GIVEN a send whose outcome nobody can tell, kept in review with a quarantine row (as send_delivery does)
     from exactly_once.sends import queue as send_queue
+    from exactly_once.sends.request import SendRequest
 
     with db.transaction():
         queued = send_queue.enqueue(
-            db, send_queue.SendRequest("reply:wamid.R1", "whatsapp", "PHONE1", "15550001111", {"text": "hi"})
+            db, SendRequest("reply:wamid.R1", "whatsapp", "PHONE1", "15550001111", {"text": "hi"})
         )
     db.execute(
         "UPDATE send_queue SET status = 'review', attempts = 1, last_error = 'timeout' WHERE id = %s", (queued.id,)

@@ -135,7 +135,7 @@ def test_send_answered_after_the_timeout_goes_unknown_and_is_counted(stack, db, 
 def test_send_whose_worker_vanished_goes_unknown_at_lease_expiry_and_is_counted(stack, db, capsys):
     # GIVEN a worker claimed a send and vanished: its lease ran out
     send_id = int(sends.post_send(stack, sends.send_body("Hi Lease"), key="k-metric-lease").json()["id"])
-    assert isinstance(send_queue.claim(db, send_id), send_queue.Claim)
+    assert isinstance(send_queue.claim(db, send_id), send_queue.SendClaim)
     db.execute("UPDATE send_queue SET lease_until = now() - interval '1 minute' WHERE id = %s", (send_id,))
     capsys.readouterr()
     # WHEN the lease reaper runs

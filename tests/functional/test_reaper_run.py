@@ -17,6 +17,7 @@ from exactly_once.core.telemetry import Metric
 from exactly_once.ops import reapers as reaper
 from exactly_once.ops.reapers import ReaperRunError, run_all
 from exactly_once.sends import queue as send_queue
+from exactly_once.sends.request import SendRequest
 from tests.send_support import row
 
 SENDER = "acc_reap"
@@ -46,9 +47,7 @@ def configuration_fails(conn: Any) -> int:
 
 def _queue(db, key: str) -> int:
     with db.transaction():
-        queued = send_queue.enqueue(
-            db, send_queue.SendRequest(key, "unipile", SENDER, f"chat_{key}", {"text": f"hello {key}"})
-        )
+        queued = send_queue.enqueue(db, SendRequest(key, "unipile", SENDER, f"chat_{key}", {"text": f"hello {key}"}))
     return queued.id
 
 
@@ -57,7 +56,7 @@ def _unknown(db, key: str) -> int:
     send_id = _queue(db, key)
     db.execute("UPDATE send_outbox SET relayed_at = now() WHERE send_id = %s", (send_id,))
     claim = send_queue.claim(db, send_id)
-    assert isinstance(claim, send_queue.Claim)
+    assert isinstance(claim, send_queue.SendClaim)
     assert send_queue.settle(db, claim, "unknown", "timeout: test")
     return send_id
 
@@ -117,7 +116,7 @@ def test_stale_claims_reclaimed_counts_claims_only_under_the_flows_provider(stac
     # outbox record to relay
     dead = _queue(db, "dead-1")
     db.execute("UPDATE send_outbox SET relayed_at = now() WHERE send_id = %s", (dead,))
-    assert isinstance(send_queue.claim(db, dead), send_queue.Claim)
+    assert isinstance(send_queue.claim(db, dead), send_queue.SendClaim)
     db.execute("UPDATE send_queue SET lease_until = now() - interval '1 second' WHERE id = %s", (dead,))
     _unknown(db, "unknown-1")
     _queue(db, "relay-1")

@@ -1,11 +1,11 @@
-"""The delivery policy of queued sends has one lookup (send_queue.default_policy, SEND_POLICY_<CHANNEL>),
+"""The delivery policy of queued sends has one lookup (send_request.default_policy, SEND_POLICY_<CHANNEL>),
 shared by POST /sends and the WhatsApp bot replies the event worker queues."""
 
 from __future__ import annotations
 
 import pytest
 
-from exactly_once.sends import queue as send_queue
+from exactly_once.sends import request as send_request
 from tests.send_support import post_send
 from tests.whatsapp_support import one_text, post
 
@@ -17,7 +17,7 @@ def _policies(db) -> dict[str, str]:
 @pytest.mark.parametrize("policy", ["at_most_once", "at_least_once"])
 def test_bot_replies_and_post_sends_follow_the_same_whatsapp_policy(stack, db, monkeypatch, policy):
     # GIVEN the deployment's WhatsApp policy
-    monkeypatch.setenv(send_queue.policy_variable("whatsapp"), policy)
+    monkeypatch.setenv(send_request.policy_variable("whatsapp"), policy)
     # WHEN a customer's message gets a bot reply (queued by the event worker), and a send is posted
     assert post(stack, one_text("wamid.P1", "test")).status == 200
     stack.drain()

@@ -11,6 +11,7 @@ import pytest
 from devstack import fake_whatsapp
 from devstack.lambda_runtime import LambdaContext
 from exactly_once.sends import queue as send_queue
+from exactly_once.sends.request import SendRequest
 from tests.send_support import EVENTS, behave, delivered, drain, example_event, post_send, reap, row, send_body
 
 
@@ -218,7 +219,7 @@ def test_expired_lease_becomes_unknown_and_the_stuck_gauge_sees_it(stack, db, mo
     send_id = post_send(stack, send_body("Hi"), key="k-7").json()["id"]
     # GIVEN a worker claimed the row and vanished 10 minutes ago (its lease long expired)
     claim = send_queue.claim(db, send_id)
-    assert isinstance(claim, send_queue.Claim)
+    assert isinstance(claim, send_queue.SendClaim)
     db.execute(
         "UPDATE send_queue SET lease_until = now() - interval '9 minutes', "
         "status_changed_at = now() - interval '10 minutes' WHERE id = %s",
@@ -245,7 +246,7 @@ def test_the_sweeper_relays_what_the_after_commit_relay_missed(stack, db, monkey
     monkeypatch.setenv("SEND_RELAY_GRACE_SECONDS", "0")
     # GIVEN a row enqueued by the library whose caller never relayed it (crashed after commit)
     with db.transaction():
-        queued = send_queue.enqueue(db, send_queue.SendRequest("lib-1", "unipile", "acc_1", "chat_9", {"text": "yo"}))
+        queued = send_queue.enqueue(db, SendRequest("lib-1", "unipile", "acc_1", "chat_9", {"text": "yo"}))
     assert stack.queue_depth("SendQueue") == 0
     # WHEN the reaper sweeps the outbox
     assert reap(["send_outbox"])["send_outbox"] == 1
@@ -261,7 +262,7 @@ def test_relay_refuses_to_run_inside_the_enqueueing_transaction(stack, db):
 
     conn = container.connection()
     with conn.transaction():
-        queued = send_queue.enqueue(conn, send_queue.SendRequest("lib-2", "unipile", "a", "c", {"text": "t"}))
+        queued = send_queue.enqueue(conn, SendRequest("lib-2", "unipile", "a", "c", {"text": "t"}))
         with pytest.raises(RuntimeError, match="after the enqueueing transaction commits"):
             send_queue.relay([queued.id])
     assert send_queue.relay([queued.id]) == 1
@@ -335,7 +336,7 @@ def test_database_lost_mid_statement_is_a_503_and_nothing_is_queued(stack, db, d
 
     # GIVEN another session holding the same key, uncommitted: the enqueue's insert waits on it
     blocker = psycopg.connect(database_url)
-    send_queue.enqueue(blocker, send_queue.SendRequest("k-down", "unipile", "acc_1", "chat_1", {"text": "Hi"}))
+    send_queue.enqueue(blocker, SendRequest("k-down", "unipile", "acc_1", "chat_1", {"text": "Hi"}))
     answers = []
     poster = threading.Thread(target=lambda: answers.append(post_send(stack, send_body("Hi"), key="k-down")))
     poster.start()

@@ -7,14 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from exactly_once.sends import queue as send_queue
 from exactly_once.sends.delivery import deliver
+from exactly_once.sends.request import SendRequest
 from tests.send_support import row
 
 
 def _queue(db, key: str, sender: str = "acc_p") -> int:
     with db.transaction():
-        queued = send_queue.enqueue(
-            db, send_queue.SendRequest(key, "unipile", sender, f"chat_{key}", {"text": f"hello {key}"})
-        )
+        queued = send_queue.enqueue(db, SendRequest(key, "unipile", sender, f"chat_{key}", {"text": f"hello {key}"}))
     return queued.id
 
 

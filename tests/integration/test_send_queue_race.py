@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from exactly_once.sends import queue as send_queue
+from exactly_once.sends.request import SendRequest
 from tests.procs import deliver, run_parallel, work
 from tests.send_support import AUTH, URL, delivered, drain, reap, relay_in_child, row, send_body, work_concurrently
 
@@ -26,7 +27,7 @@ def _queue(db, n: int, *, sender: str = "acc_race") -> list[str]:
         for i in range(n):
             queued = send_queue.enqueue(
                 db,
-                send_queue.SendRequest(f"race-{i}", "unipile", sender, f"chat_{i}", {"text": f"Hello prospect {i}"}),
+                SendRequest(f"race-{i}", "unipile", sender, f"chat_{i}", {"text": f"Hello prospect {i}"}),
             )
             bodies.append(json.dumps({"send_id": queued.id, "outbox_id": queued.id}))
     return bodies

@@ -8,7 +8,7 @@ import pytest
 
 from exactly_once.core.errors import ProviderCallError
 from exactly_once.sends.channels import DEFAULT_RATE_LIMIT_WAIT, UnipileSender, WhatsAppSender
-from exactly_once.sends.queue import InvalidSendError, SendRequest, derive_key
+from exactly_once.sends.request import InvalidSendError, SendRequest, derive_key
 
 
 def unipile() -> UnipileSender:

@@ -1,21 +1,21 @@
 """Every function that queues sends gets the channels' policy settings from the template, so
-send_queue.default_policy reads the same SendPolicy* parameters in each of them."""
+send_request.default_policy reads the same SendPolicy* parameters in each of them."""
 
 from __future__ import annotations
 
 import pytest
 
 from devstack.template import Template
-from exactly_once.sends import queue as send_queue
+from exactly_once.sends import request as send_request
 
 QUEUES_SENDS = {
-    "SendEnqueueFunction": send_queue.CHANNELS,  # POST /sends
+    "SendEnqueueFunction": send_request.CHANNELS,  # POST /sends
     "EventWorkerFunction": ("whatsapp",),  # WhatsApp bot replies (processors/whatsapp_inbound.py)
 }
 
 
 def test_the_policy_variables_are_named_per_channel():
-    assert [send_queue.policy_variable(c) for c in ("unipile", "whatsapp")] == [
+    assert [send_request.policy_variable(c) for c in ("unipile", "whatsapp")] == [
         "SEND_POLICY_UNIPILE",
         "SEND_POLICY_WHATSAPP",
     ]
@@ -25,4 +25,4 @@ def test_the_policy_variables_are_named_per_channel():
 def test_every_function_that_queues_sends_gets_the_policy_settings(function):
     env = Template.load().function_env(function)
     for channel in QUEUES_SENDS[function]:
-        assert send_queue.policy_variable(channel) in env, (function, channel)
+        assert send_request.policy_variable(channel) in env, (function, channel)

@@ -8,7 +8,6 @@ acknowledges it, so a poison message never blocks its group.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -19,7 +18,7 @@ from exactly_once.core import db, store
 from exactly_once.core.declaration import Provider
 from exactly_once.core.errors import PermanentEventError
 from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
-from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.providers import PROVIDERS
 
 Processor = Callable[[InboundEvent], str]
@@ -43,20 +42,18 @@ class EventWorker:
             return None
         return cast(BatchProcessor, declared.batch_processor.load())
 
+    @flushes_metrics
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-        try:
-            settled = self.settle_batches(event.get("Records") or [])
-            return dict(
-                process_partial_response(
-                    event=dict(event),
-                    record_handler=functools.partial(self.handle_record, presettled=settled),
-                    processor=processor,
-                    context=context,
-                )
+        settled = self.settle_batches(event.get("Records") or [])
+        return dict(
+            process_partial_response(
+                event=dict(event),
+                record_handler=functools.partial(self.handle_record, presettled=settled),
+                processor=processor,
+                context=context,
             )
-        finally:
-            counters.flush()
+        )
 
     def settle_batches(self, records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         """Outcomes, by SQS message id, of the events a batch processor settled ahead of the records.
@@ -90,7 +87,10 @@ class EventWorker:
         try:
             event = InboundEvent.from_message(record.body)
         except (ValueError, KeyError, TypeError) as exc:
-            return self._quarantine_raw(record, f"unreadable queue message: {exc}")
+            reason = f"unreadable queue message: {exc}"
+            return store.quarantine_unreadable(
+                db.connection(), "unknown", record.message_id, record.body, reason, layer="worker"
+            )
         logger.set_correlation_id(event.key)
         logger.append_keys(provider=event.provider, key=event.key, layer="worker")
         if event.replay:
@@ -137,20 +137,4 @@ class EventWorker:
             store.record_event(conn, event, "quarantined", qid, keep_payload=False)
         counters.incr(event.provider, Metric.QUARANTINED)
         logger.warning("event quarantined", extra={"outcome": "quarantined", "reason": reason, "quarantine_id": qid})
-        return "quarantined"
-
-    def _quarantine_raw(self, record: SQSRecord, reason: str) -> str:
-        conn = db.connection()
-        store.quarantine(
-            conn,
-            provider="unknown",
-            event_key=f"sqs:{record.message_id}",
-            reason=reason,
-            raw=json.dumps({"body": record.body}),
-        )
-        counters.incr("unknown", Metric.QUARANTINED)
-        logger.warning(
-            "queue message quarantined",
-            extra={"key": f"sqs:{record.message_id}", "layer": "worker", "outcome": "quarantined", "reason": reason},
-        )
         return "quarantined"

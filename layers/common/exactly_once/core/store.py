@@ -10,6 +10,7 @@ import psycopg
 
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.queries import q
+from exactly_once.core.telemetry import Metric, counters, logger
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,30 @@ def quarantine_event(
         envelope=event.to_message(),
     )
     return qid
+
+
+def quarantine_unreadable(
+    conn: psycopg.Connection[Any], provider: str, message_id: str, body: str, reason: str, **log: Any
+) -> str:
+    """Keep a queue message no worker can read (its raw body and the reason), count it, log it.
+
+    Kept, never dropped: the worker then acknowledges the message. ``log`` adds fields to the warning.
+    """
+    key = f"sqs:{message_id}"
+    quarantine(conn, provider=provider, event_key=key, reason=reason, raw=json.dumps({"body": body}))
+    counters.incr(provider, Metric.QUARANTINED)
+    logger.warning(
+        "unreadable queue message quarantined",
+        extra={
+            "key": key,
+            "message_id": message_id,
+            "provider": provider,
+            "outcome": "quarantined",
+            "reason": reason,
+            **log,
+        },
+    )
+    return "quarantined"
 
 
 def _storable(text: str) -> str:

@@ -7,10 +7,17 @@ reports each under its own dimension. No message bodies or secrets are logged.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 NAMESPACE = "ExactlyOnce"
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 logger = Logger(service="exactly-once")
 
@@ -66,3 +73,19 @@ class Counters:
 
 
 counters = Counters()
+
+
+def flushes_metrics(entry_point: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Emit the counted metrics when ``entry_point`` returns or raises (once per invocation).
+
+    For Lambda handlers and the library entry points they call (under ``inject_lambda_context``).
+    """
+
+    @functools.wraps(entry_point)
+    def flushing(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return entry_point(*args, **kwargs)
+        finally:
+            counters.flush()
+
+    return flushing

@@ -23,7 +23,7 @@ from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import HttpError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError
 from exactly_once.core.events import InboundEvent, storable
 from exactly_once.core.fifo import EventQueue
-from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.ingest.adapters.base import QuarantinedBadRequestError, WebhookAdapter
 from exactly_once.ingest.apigw import Request, error_response
 from exactly_once.ingest.dedup import IngestDeduper, Reservation
@@ -58,6 +58,7 @@ class WebhookIngest:
         self.in_progress_wait_ms = max(0, in_progress_wait_ms)
         self.deadline_margin_ms = max(0, deadline_margin_ms)
 
+    @flushes_metrics
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         provider = self.adapter.provider
         counters.incr(provider, Metric.DELIVERIES)
@@ -77,8 +78,6 @@ class WebhookIngest:
                 },
             )
             return error_response(exc)
-        finally:
-            counters.flush()
 
     def _handle(self, request: Request, remaining_ms: int | None) -> dict[str, Any]:
         answer = self.adapter.handshake(request)

@@ -23,7 +23,7 @@ import psycopg
 from exactly_once import providers
 from exactly_once.core.declaration import Flow, Part, Reaper
 from exactly_once.core.errors import ExactlyOnceError
-from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 
 RemainingMs = Callable[[], int]
 
@@ -45,6 +45,7 @@ class ReaperRunError(ExactlyOnceError):
         self.results = results
 
 
+@flushes_metrics
 def run_all(
     conn: psycopg.Connection[Any],
     only: list[str] | None = None,
@@ -56,27 +57,24 @@ def run_all(
     reapers that can stop early, so the ones after them always run."""
     results: dict[str, int] = {}
     failed: list[str] = []
-    try:
-        for flow, spec in registered():
-            name = spec.name
-            if only and name not in only:
-                continue
-            try:
-                reap: Callable[..., int] = spec.run.load()
-                if spec.time_bounded and remaining_ms is not None:
-                    results[name] = reap(conn, remaining_ms=remaining_ms)
-                else:
-                    results[name] = reap(conn)
-            except Exception as exc:  # any failure: one reaper's must not skip the others
-                logger.exception("reaper failed", extra={"reaper": name, "error": type(exc).__name__})
-                counters.incr(flow.name, Metric.REAPERS_FAILED)
-                results[name] = -1
-                failed.append(name)
-                continue
-            if spec.reclaims and results[name] > 0:
-                counters.incr(flow.name, Metric.RECLAIMED, results[name])
-    finally:
-        counters.flush()
+    for flow, spec in registered():
+        name = spec.name
+        if only and name not in only:
+            continue
+        try:
+            reap: Callable[..., int] = spec.run.load()
+            if spec.time_bounded and remaining_ms is not None:
+                results[name] = reap(conn, remaining_ms=remaining_ms)
+            else:
+                results[name] = reap(conn)
+        except Exception as exc:  # any failure: one reaper's must not skip the others
+            logger.exception("reaper failed", extra={"reaper": name, "error": type(exc).__name__})
+            counters.incr(flow.name, Metric.REAPERS_FAILED)
+            results[name] = -1
+            failed.append(name)
+            continue
+        if spec.reclaims and results[name] > 0:
+            counters.incr(flow.name, Metric.RECLAIMED, results[name])
     if failed:
         raise ReaperRunError(failed, results)
     return results

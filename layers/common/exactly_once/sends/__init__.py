@@ -1,7 +1,8 @@
 """Outbound sends (POST /sends, WhatsApp bot replies): each sent once, or held for review.
 
-``queue`` (the send rows, claims and the outbox), ``delivery`` (claim -> provider -> fenced completion),
-``channels`` (one sender per channel), ``reconcile`` (the reapers: leases, unknown outcomes, outbox),
+``request`` (a send before it is queued: checks, key, policy), ``queue`` (the send rows, claims and
+the outbox), ``delivery`` (claim -> provider -> fenced completion), ``channels`` (one sender per channel),
+``reconcile`` (the reapers: leases, unknown outcomes, outbox),
 ``whatsapp_api`` and ``unipile_api`` (the provider clients).
 """
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from exactly_once.core.errors import ProviderCallError
-from exactly_once.sends.queue import Claim
+from exactly_once.sends.queue import SendClaim
 from exactly_once.sends.unipile_api import SentMessage, UnipileClient
 from exactly_once.sends.whatsapp_api import WhatsAppClient
 
@@ -44,9 +44,9 @@ FindResult = Found | NotFound | Unknowable
 class Sender(Protocol):
     channel: str
 
-    def send(self, claim: Claim) -> SentMessage: ...
+    def send(self, claim: SendClaim) -> SentMessage: ...
 
-    def find(self, claim: Claim) -> FindResult: ...
+    def find(self, claim: SendClaim) -> FindResult: ...
 
     def rate_limit(self, error: ProviderCallError) -> float | None:
         """Seconds to wait when the answer is a warning or a rate limit, else None."""
@@ -67,13 +67,13 @@ class UnipileSender:
     def __init__(self, client: UnipileClient) -> None:
         self._client = client
 
-    def send(self, claim: Claim) -> SentMessage:
+    def send(self, claim: SendClaim) -> SentMessage:
         text = str(claim.payload.get("text") or "")
         if claim.payload.get("new_chat"):
             return self._client.start_chat(claim.sender_account, claim.recipient, text)
         return self._client.send_message(claim.recipient, text)
 
-    def find(self, claim: Claim) -> FindResult:
+    def find(self, claim: SendClaim) -> FindResult:
         if claim.payload.get("new_chat"):
             return Unknowable()  # no chat id before the answer: nothing to list
         text = str(claim.payload.get("text") or "")
@@ -100,10 +100,10 @@ class WhatsAppSender:
     def __init__(self, client: WhatsAppClient) -> None:
         self._client = client
 
-    def send(self, claim: Claim) -> SentMessage:
+    def send(self, claim: SendClaim) -> SentMessage:
         return self._client.send(claim.sender_account, claim.recipient, claim.payload)
 
-    def find(self, claim: Claim) -> FindResult:
+    def find(self, claim: SendClaim) -> FindResult:
         return Unknowable()  # the Cloud API has no endpoint listing sent messages
 
     def rate_limit(self, error: ProviderCallError) -> float | None:

@@ -22,7 +22,7 @@ from exactly_once.core.errors import ProviderCallError, ProviderTimeoutError
 from exactly_once.core.telemetry import Metric, counters, logger
 from exactly_once.sends import queue as send_queue
 from exactly_once.sends.channels import sender
-from exactly_once.sends.queue import Claim, NotClaimed
+from exactly_once.sends.queue import NotClaimed, SendClaim
 
 PROVIDER = "send_queue"
 MAX_BACKOFF_SECONDS = 300
@@ -47,7 +47,12 @@ def deliver(conn: psycopg.Connection[Any], send_id: int) -> str:
 
 
 def record_sent(
-    conn: psycopg.Connection[Any], claim: Claim, message_id: str, *, settled_by: str, sent_at: datetime | None = None
+    conn: psycopg.Connection[Any],
+    claim: SendClaim,
+    message_id: str,
+    *,
+    settled_by: str,
+    sent_at: datetime | None = None,
 ) -> str:
     """Fenced completion; a ledger conflict sends the row to review with a quarantine record."""
     try:
@@ -65,7 +70,7 @@ def record_sent(
     return "sent"
 
 
-def to_review(conn: psycopg.Connection[Any], claim: Claim, reason: str) -> None:
+def to_review(conn: psycopg.Connection[Any], claim: SendClaim, reason: str) -> None:
     """Nobody can tell whether it went: a person decides, with the row kept in quarantine."""
     with conn.transaction():
         if send_queue.settle(conn, claim, "review", reason):
@@ -96,14 +101,14 @@ def _not_claimed(conn: psycopg.Connection[Any], send_id: int, state: NotClaimed)
     return f"duplicate:{state.status}"
 
 
-def _unknown(conn: psycopg.Connection[Any], claim: Claim, reason: str) -> str:
+def _unknown(conn: psycopg.Connection[Any], claim: SendClaim, reason: str) -> str:
     send_queue.settle(conn, claim, "unknown", reason)
     counters.incr(PROVIDER, Metric.SENDS_UNKNOWN)
     logger.warning("send outcome unknown", extra={"send_id": claim.id, "reason": reason})
     return "unknown"
 
 
-def _refused(conn: psycopg.Connection[Any], claim: Claim, exc: ProviderCallError) -> str:
+def _refused(conn: psycopg.Connection[Any], claim: SendClaim, exc: ProviderCallError) -> str:
     now = datetime.now(UTC)
     if exc.status == 0:  # could not connect: the request never left
         backoff = min(2 ** max(claim.attempts, 1), MAX_BACKOFF_SECONDS)

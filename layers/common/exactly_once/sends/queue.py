@@ -17,9 +17,7 @@ Every transition is a single statement (or one transaction) on Postgres; SQS onl
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,12 +34,11 @@ from exactly_once.core.fifo import group_id
 from exactly_once.core.queries import q
 from exactly_once.core.settings import env_int
 from exactly_once.core.telemetry import logger
+from exactly_once.sends.request import SendRequest, default_policy
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-CHANNELS = ("whatsapp", "unipile")
-POLICIES = ("at_most_once", "at_least_once")
 SQS_BATCH = 10
 
 
@@ -54,51 +51,6 @@ class IdempotencyConflictError(ExactlyOnceError):
         self.existing_id = existing_id
 
 
-class InvalidSendError(ExactlyOnceError):
-    """A send request that cannot be queued (unknown channel, empty recipient, ...)."""
-
-
-# What an identifier must not hold: control characters (NUL cannot even be stored) and lone surrogates.
-_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    idempotency_key: str
-    channel: str  # "whatsapp" | "unipile"
-    sender_account: str  # WhatsApp phone_number_id / Unipile account_id: FIFO group and pacing unit
-    recipient: str  # WhatsApp wa_id / Unipile chat_id (or attendee provider id with payload["new_chat"])
-    payload: dict[str, Any]  # e.g. {"text": ...}
-    policy: str | None = None  # at_most_once | at_least_once; None: the channel's default
-    scheduled_for: datetime | None = None  # not before (None: now)
-
-    def validate(self) -> None:
-        if not self.idempotency_key or len(self.idempotency_key) > 512:
-            raise InvalidSendError("idempotency_key must be 1 to 512 characters")
-        for name in ("idempotency_key", "sender_account", "recipient"):
-            if _UNSTORABLE.search(getattr(self, name)):
-                raise InvalidSendError(f"{name} must not hold control characters or lone surrogates")
-        if self.channel not in CHANNELS:
-            raise InvalidSendError(f"channel must be one of {', '.join(CHANNELS)}")
-        if not self.sender_account or not self.recipient:
-            raise InvalidSendError("sender_account and recipient are required")
-        if not isinstance(self.payload, dict) or not self.payload:
-            raise InvalidSendError("payload must be a non-empty object")
-        if self.policy is not None and self.policy not in POLICIES:
-            raise InvalidSendError(f"policy must be one of {', '.join(POLICIES)}")
-
-    @property
-    def payload_hash(self) -> str:
-        """What a reused key must match: the channel, both parties and the payload (canonical JSON)."""
-        canonical = json.dumps(
-            [self.channel, self.sender_account, self.recipient, self.payload],
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class Enqueued:
     id: int
@@ -107,7 +59,7 @@ class Enqueued:
 
 
 @dataclass(frozen=True)
-class Claim:
+class SendClaim:
     """A row this worker owns until it completes, releases or settles it (fenced on ``token``)."""
 
     id: int
@@ -122,7 +74,7 @@ class Claim:
     call_started_at: datetime
 
     @classmethod
-    def from_row(cls, row: Sequence[Any], token: str) -> Claim:
+    def from_row(cls, row: Sequence[Any], token: str) -> SendClaim:
         """From the columns send_claim and send_take_unknown return, in their order."""
         return cls(
             id=int(row[0]),
@@ -145,32 +97,6 @@ class NotClaimed:
     status: str  # pending | processing | sent | failed | unknown | review | missing
     due: bool
     retry_at: datetime | None  # pacing or schedule: when the row may be claimed
-
-
-def policy_variable(channel: str) -> str:
-    """The environment variable that sets a channel's delivery policy: SEND_POLICY_UNIPILE, SEND_POLICY_WHATSAPP."""
-    return f"SEND_POLICY_{channel.upper()}"
-
-
-def default_policy(channel: str) -> str:
-    """A channel's delivery policy when the request names none: the ONE lookup, shared by every path
-    that queues sends (POST /sends, the WhatsApp bot replies of the event worker, library callers).
-
-    At most once for person-to-person messages unless the environment says otherwise, so every
-    function that queues sends needs the ``policy_variable`` of each channel it queues for.
-    """
-    import os
-
-    name = policy_variable(channel)
-    policy = os.environ.get(name, "at_most_once")
-    if policy not in POLICIES:
-        raise ConfigurationError(f"{name} must be one of {', '.join(POLICIES)}")
-    return policy
-
-
-def derive_key(campaign_id: str, prospect_id: str, step: str | int) -> str:
-    """The natural key of a campaign message: one send per campaign, prospect and step."""
-    return f"campaign:{campaign_id}:prospect:{prospect_id}:step:{step}"
 
 
 # -- enqueue and relay ---------------------------------------------------------------------
@@ -281,7 +207,7 @@ def lease_seconds() -> int:
     return env_int("SEND_LEASE_SECONDS", 90)
 
 
-def claim(conn: psycopg.Connection[Any], send_id: int) -> Claim | NotClaimed:
+def claim(conn: psycopg.Connection[Any], send_id: int) -> SendClaim | NotClaimed:
     """Take the row if it is pending, due and its sender's pacing allows a send now (one statement)."""
     token = str(uuid.uuid4())
     row = conn.execute(
@@ -295,7 +221,7 @@ def claim(conn: psycopg.Connection[Any], send_id: int) -> Claim | NotClaimed:
         },
     ).fetchone()
     if row is not None:
-        return Claim.from_row(row, token)
+        return SendClaim.from_row(row, token)
     state = conn.execute(q("send_state"), {"id": send_id}).fetchone()
     if state is None:
         return NotClaimed("missing", False, None)
@@ -317,7 +243,7 @@ def defer(conn: psycopg.Connection[Any], send_id: int, until: datetime) -> int |
 
 def complete(
     conn: psycopg.Connection[Any],
-    claim: Claim,
+    claim: SendClaim,
     provider_message_id: str,
     *,
     settled_by: str = "worker",
@@ -343,7 +269,7 @@ def complete(
 
 def release(
     conn: psycopg.Connection[Any],
-    claim: Claim,
+    claim: SendClaim,
     *,
     until: datetime,
     error: str,
@@ -368,7 +294,7 @@ def release(
     return (str(row[0]), None if row[1] is None else int(row[1])) if row else None
 
 
-def settle(conn: psycopg.Connection[Any], claim: Claim, status: str, error: str) -> bool:
+def settle(conn: psycopg.Connection[Any], claim: SendClaim, status: str, error: str) -> bool:
     """Fenced: failed, unknown or review, with the reason."""
     if status not in ("failed", "unknown", "review"):
         raise ValueError(f"settle() does not move a row to {status}")

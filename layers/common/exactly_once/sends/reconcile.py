@@ -25,7 +25,7 @@ from exactly_once.core.telemetry import Metric, counters, logger
 from exactly_once.sends import queue as send_queue
 from exactly_once.sends.channels import Found, NotFound, sender
 from exactly_once.sends.delivery import PROVIDER, record_sent, to_review
-from exactly_once.sends.queue import Claim
+from exactly_once.sends.queue import SendClaim
 
 BATCH = 100  # reconciliations per run at most
 # The provider listing's client: 3 tries (retries=2), each a 2 s connect and the read timeout.
@@ -75,7 +75,7 @@ def reconcile_unknown(conn: psycopg.Connection[Any], *, remaining_ms: Callable[[
         ).fetchone()
         if row is None:
             break
-        claim = Claim.from_row(row, token)
+        claim = SendClaim.from_row(row, token)
         seen.append(claim.id)
         outcome = _reconcile(conn, claim, reconcile_attempts=int(row[9]))
         logger.info("send reconciled", extra={"send_id": claim.id, "outcome": outcome})
@@ -86,7 +86,7 @@ def reconcile_unknown(conn: psycopg.Connection[Any], *, remaining_ms: Callable[[
     return len(seen)
 
 
-def _reconcile(conn: psycopg.Connection[Any], claim: Claim, *, reconcile_attempts: int) -> str:
+def _reconcile(conn: psycopg.Connection[Any], claim: SendClaim, *, reconcile_attempts: int) -> str:
     try:
         found = sender(claim.channel).find(claim)
     except (ProviderCallError, ProviderTimeoutError) as exc:
@@ -116,7 +116,7 @@ def _reconcile(conn: psycopg.Connection[Any], claim: Claim, *, reconcile_attempt
     return "review"
 
 
-def _pending_again(conn: psycopg.Connection[Any], claim: Claim, reason: str) -> str:
+def _pending_again(conn: psycopg.Connection[Any], claim: SendClaim, reason: str) -> str:
     released = send_queue.release(conn, claim, until=datetime.now(UTC), error=reason)
     if released is None:
         return "fenced_out"

@@ -38,7 +38,9 @@ class FeedbackSettings:
 
 
 @dataclass(frozen=True)
-class Claim:
+class AnalysisClaim:
+    """One feedback row of a room this worker analyses until it completes or fails it (fenced on ``token``)."""
+
     id: str
     token: str
     attempts: int
@@ -49,7 +51,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class RoomClaim:
-    claims: list[Claim]
+    claims: list[AnalysisClaim]
     others: list[str]  # statuses of the room's rows this worker did not claim
 
     @property
@@ -71,11 +73,11 @@ def claim_room(conn: psycopg.Connection[Any], room_sid: str | None, room_name: s
     rows = conn.execute(
         q("feedback_claim"), {"room_sid": room_sid, "room_name": room_name, "lease_seconds": lease}
     ).fetchall()
-    claims = [Claim(str(r[1]), str(r[2]), int(r[3]), r[4], str(r[5]), r[6]) for r in rows if r[0] == CLAIMED]
+    claims = [AnalysisClaim(str(r[1]), str(r[2]), int(r[3]), r[4], str(r[5]), r[6]) for r in rows if r[0] == CLAIMED]
     return RoomClaim(claims, [str(r[0]) for r in rows if r[0] != CLAIMED])
 
 
-def complete(conn: psycopg.Connection[Any], claim: Claim, analysis: dict[str, Any]) -> bool:
+def complete(conn: psycopg.Connection[Any], claim: AnalysisClaim, analysis: dict[str, Any]) -> bool:
     """Store the analysis and 'completed' if this claim is still the current one."""
     row = conn.execute(
         q("feedback_complete"),
@@ -85,7 +87,7 @@ def complete(conn: psycopg.Connection[Any], claim: Claim, analysis: dict[str, An
 
 
 def release(
-    conn: psycopg.Connection[Any], claim: Claim, error: str, settings: FeedbackSettings
+    conn: psycopg.Connection[Any], claim: AnalysisClaim, error: str, settings: FeedbackSettings
 ) -> tuple[str, int] | None:
     """Give a failed claim back: (new status, attempts), or None when the claim was no longer ours."""
     row = conn.execute(

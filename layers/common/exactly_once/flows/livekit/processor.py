@@ -22,7 +22,7 @@ from exactly_once.core.errors import ExactlyOnceError, PermanentEventError
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.telemetry import Metric, counters, logger
 from exactly_once.flows.livekit import feedback
-from exactly_once.flows.livekit.feedback import Claim, FeedbackSettings
+from exactly_once.flows.livekit.feedback import AnalysisClaim, FeedbackSettings
 from exactly_once.flows.livekit.llm_client import LlmClient
 
 PROVIDER = "livekit"
@@ -111,7 +111,11 @@ def analyse_room(
 
 
 def _analyse(
-    conn: psycopg.Connection[Any], event: InboundEvent, claim: Claim, client: LlmClient, settings: FeedbackSettings
+    conn: psycopg.Connection[Any],
+    event: InboundEvent,
+    claim: AnalysisClaim,
+    client: LlmClient,
+    settings: FeedbackSettings,
 ) -> str:
     try:
         answer = client.chat(
@@ -146,7 +150,7 @@ def _analyse(
 
 
 def _give_back(
-    conn: psycopg.Connection[Any], event: InboundEvent, claim: Claim, exc: Exception, settings: FeedbackSettings
+    conn: psycopg.Connection[Any], event: InboundEvent, claim: AnalysisClaim, exc: Exception, settings: FeedbackSettings
 ) -> str:
     error = f"{type(exc).__name__}: {exc}"
     with conn.transaction():
@@ -178,7 +182,7 @@ def _give_back(
     raise AnalysisRetryError(f"feedback {claim.id} attempt {claim.attempts}: {error}") from exc
 
 
-def _messages(claim: Claim) -> list[dict[str, str]]:
+def _messages(claim: AnalysisClaim) -> list[dict[str, str]]:
     transcript = (claim.transcript or "(no transcript recorded)")[:MAX_TRANSCRIPT_CHARS]
     user = (
         f"room_sid: {claim.room_sid or ''}\nroom_name: {claim.room_name}\nfeedback_id: {claim.id}\n\n"

@@ -27,7 +27,7 @@ from exactly_once.core.events import InboundEvent
 from exactly_once.core.queries import q
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
-from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.flows.mailbox.imap import ImapAccount, ImapReadError, Mail, fetch_since
 from exactly_once.flows.mailbox.jobs import PROVIDER, queue_ttl_seconds
 
@@ -177,32 +177,22 @@ def _release(conn: psycopg.Connection[Any], job_id: str, token: uuid.UUID, error
 class MailboxJobWorker:
     """JobsQueue batches (SQS FIFO, group = user) with partial batch failures."""
 
+    @flushes_metrics
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-        try:
-            return dict(
-                process_partial_response(
-                    event=dict(event), record_handler=self.handle_record, processor=processor, context=context
-                )
+        return dict(
+            process_partial_response(
+                event=dict(event), record_handler=self.handle_record, processor=processor, context=context
             )
-        finally:
-            counters.flush()
+        )
 
     def handle_record(self, record: SQSRecord) -> str:
         try:
             job_id = str(json.loads(record.body)["job_id"])
         except (ValueError, KeyError, TypeError) as exc:
             # Kept, never dropped: the raw body and the reason go to quarantine, and the message is acknowledged.
-            store.quarantine(
-                db.connection(),
-                provider=PROVIDER,
-                event_key=f"sqs:{record.message_id}",
-                reason=f"unreadable mailbox job message: {exc}",
-                raw=json.dumps({"body": record.body}),
-            )
-            counters.incr(PROVIDER, Metric.QUARANTINED)
-            logger.warning("unreadable mailbox job message quarantined", extra={"message_id": record.message_id})
-            return "quarantined"
+            reason = f"unreadable mailbox job message: {exc}"
+            return store.quarantine_unreadable(db.connection(), PROVIDER, record.message_id, record.body, reason)
         logger.set_correlation_id(job_id)
         try:
             try:

@@ -29,6 +29,7 @@ from exactly_once.flows.whatsapp import store as whatsapp_store
 from exactly_once.flows.whatsapp.messages import DELIVERY_STATUSES, InboundMessage, parse_message, parse_status
 from exactly_once.flows.whatsapp.responders import Responder, load_responder
 from exactly_once.sends import queue as send_queue
+from exactly_once.sends.request import InvalidSendError, SendRequest, default_policy
 
 PROVIDER = "whatsapp"
 
@@ -104,18 +105,18 @@ def _enqueue_reply(conn: psycopg.Connection[Any], message: InboundMessage, text:
     try:
         return send_queue.enqueue(
             conn,
-            send_queue.SendRequest(
+            SendRequest(
                 idempotency_key=reply_key(message.wamid),
                 channel="whatsapp",
                 sender_account=message.phone_number_id,
                 recipient=message.wa_id,
                 payload={"text": text},
-                policy=send_queue.default_policy("whatsapp"),
+                policy=default_policy("whatsapp"),
             ),
         )
     except send_queue.IdempotencyConflictError as exc:
         return send_queue.Enqueued(exc.existing_id, created=False, status="existing")
-    except send_queue.InvalidSendError as exc:
+    except InvalidSendError as exc:
         raise PermanentEventError(f"reply cannot be queued: {exc}") from exc
 
 
