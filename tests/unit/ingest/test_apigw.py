@@ -1,9 +1,13 @@
-"""Request.json refuses what no provider sends and cleans what Postgres and SQS cannot hold."""
+"""The API Gateway request: base64 bodies decoded to the exact bytes; Request.json refuses what no provider
+sends and cleans what Postgres and SQS cannot hold."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
+from devstack.lambda_runtime import apigw_event
 from exactly_once.core.errors import BadRequestError
 from exactly_once.ingest.apigw import MAX_JSON_DEPTH, Request
 
@@ -14,6 +18,32 @@ def _request(raw: bytes) -> Request:
 
 def _nested(depth: int) -> bytes:
     return b'{"a":' * (depth - 1) + b"1" + b"}" * (depth - 1)
+
+
+# -- The body as API Gateway hands it over ------------------------------------------------------
+
+
+def test_base64_bodies_are_decoded_to_the_exact_bytes():
+    raw = "h\u00e9llo \U0001f600".encode()
+    event = apigw_event("POST", "http://h/x", raw)
+    event["body"], event["isBase64Encoded"] = base64.b64encode(raw).decode(), True
+    assert Request.from_apigw_v2(event).raw_body == raw
+
+
+def test_invalid_base64_is_a_bad_request():
+    event = apigw_event("POST", "http://h/x", b"")
+    event["body"], event["isBase64Encoded"] = "***", True
+    with pytest.raises(BadRequestError):
+        Request.from_apigw_v2(event)
+
+
+# -- Request.json -------------------------------------------------------------------------------
+
+
+def test_deeply_nested_json_is_a_bad_request_not_a_crash():
+    request = Request.from_apigw_v2(apigw_event("POST", "http://h/x", b"[" * 100_000 + b"]" * 100_000))
+    with pytest.raises(BadRequestError):
+        request.json()
 
 
 def test_nesting_up_to_the_limit_parses_and_beyond_is_400():

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from devstack.lambda_runtime import apigw_event
 from exactly_once.core.errors import BadRequestError, UnauthorizedError
-from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
+from exactly_once.core.events import QUARANTINE_KIND
 from exactly_once.flows.graph.adapter import GraphAdapter, item_key, mailbox_of
 from exactly_once.ingest.apigw import Request
 from tests.graph_support import item
@@ -98,10 +98,3 @@ def test_key_is_stable_and_distinguishes_every_part(sub, change, rid, etag):
 def test_split_never_raises_anything_but_a_4xx(value):
     with contextlib.suppress(BadRequestError, UnauthorizedError):
         GraphAdapter(SECRET).split(request({"value": [value]} if not isinstance(value, dict) else value))
-
-
-@given(st.text(max_size=200))
-def test_envelope_round_trips(text_value):
-    event = InboundEvent("graph", "k" + text_value, "g", "created", {"t": text_value}, received_at=1.5)
-    assert InboundEvent.from_message(event.to_message()) == event
-    assert len(event.dedup_id) == 64

@@ -8,7 +8,6 @@ import pytest
 
 from exactly_once.core.errors import ProviderCallError
 from exactly_once.sends.channels import DEFAULT_RATE_LIMIT_WAIT, UnipileSender, WhatsAppSender
-from exactly_once.sends.request import InvalidSendError, SendRequest, derive_key
 
 
 def unipile() -> UnipileSender:
@@ -46,29 +45,3 @@ def test_unipile_warnings_and_rate_limits(status, body, retry_after, expected):
 def test_whatsapp_rate_limit_codes(status, code, expected):
     body = json.dumps({"error": {"code": code, "message": "x"}})
     assert whatsapp().rate_limit(ProviderCallError(status, body)) == expected
-
-
-def test_payload_hash_covers_channel_parties_and_payload_not_key_order():
-    a = SendRequest("k", "unipile", "acc", "chat", {"text": "hi", "x": 1})
-    assert a.payload_hash == SendRequest("k2", "unipile", "acc", "chat", {"x": 1, "text": "hi"}).payload_hash
-    assert a.payload_hash != SendRequest("k", "unipile", "acc", "chat2", {"text": "hi", "x": 1}).payload_hash
-    assert a.payload_hash != SendRequest("k", "whatsapp", "acc", "chat", {"text": "hi", "x": 1}).payload_hash
-
-
-@pytest.mark.parametrize(
-    "request_",
-    [
-        SendRequest("", "unipile", "a", "b", {"text": "t"}),
-        SendRequest("k", "sms", "a", "b", {"text": "t"}),
-        SendRequest("k", "unipile", "", "b", {"text": "t"}),
-        SendRequest("k", "unipile", "a", "b", {}),
-        SendRequest("k", "unipile", "a", "b", {"text": "t"}, policy="sometimes"),
-    ],
-)
-def test_invalid_requests_are_refused(request_):
-    with pytest.raises(InvalidSendError):
-        request_.validate()
-
-
-def test_derived_key_names_campaign_prospect_and_step():
-    assert derive_key("c1", "p9", 2) == "campaign:c1:prospect:p9:step:2"

@@ -16,7 +16,7 @@ from exactly_once.core.errors import UnauthorizedError
 from exactly_once.core.events import QUARANTINE_KIND
 from exactly_once.ingest.apigw import Request
 
-DOC = Path(__file__).resolve().parents[2] / "README.md"
+DOC = Path(__file__).resolve().parents[4] / "README.md"
 SECRET = "acme-secret-for-the-docs-example"
 NOW = 1_795_334_400
 

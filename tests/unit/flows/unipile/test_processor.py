@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -11,8 +12,9 @@ from exactly_once.flows.unipile.processor import direction_of, parse_message
 from tests.generic_support import sample_body
 
 
-def payload(name: str = "unipile_message_received.json") -> dict:
-    return json.loads(sample_body(name))
+def payload(name: str = "unipile_message_received.json") -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(sample_body(name))
+    return data
 
 
 def test_the_samples_are_one_inbound_and_one_outbound():

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exactly_once.flows.mailbox.imap import search_since
 from exactly_once.flows.mailbox.jobs import Created, JobStatus, job_id, message, slot_of, user_key
 
 
@@ -46,7 +45,3 @@ def test_status_flags_follow_the_one_pending_job():
     assert running["since"] == since.isoformat()
     idle = JobStatus("u", True, True, None, None, None, None).as_dict()
     assert not any(idle[k] for k in ("has_running_job", "has_queued_job", "has_scheduled_job"))
-
-
-def test_imap_search_starts_a_day_before_the_last_check():
-    assert search_since(datetime(2026, 3, 1, 0, 30, tzinfo=UTC), 7) == "28-Feb-2026"

@@ -10,15 +10,8 @@ from exactly_once.sends import request as send_request
 
 QUEUES_SENDS = {
     "SendEnqueueFunction": send_request.CHANNELS,  # POST /sends
-    "EventWorkerFunction": ("whatsapp",),  # WhatsApp bot replies (processors/whatsapp_inbound.py)
+    "EventWorkerFunction": ("whatsapp",),  # WhatsApp bot replies (flows/whatsapp/processor.py)
 }
-
-
-def test_the_policy_variables_are_named_per_channel():
-    assert [send_request.policy_variable(c) for c in ("unipile", "whatsapp")] == [
-        "SEND_POLICY_UNIPILE",
-        "SEND_POLICY_WHATSAPP",
-    ]
 
 
 @pytest.mark.parametrize("function", sorted(QUEUES_SENDS))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exactly_once.core.telemetry import Metric
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def documented() -> set[str]:

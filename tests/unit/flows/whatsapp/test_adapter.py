@@ -1,7 +1,8 @@
-"""The WhatsApp adapter, message reading and responders without any network."""
+"""The WhatsApp adapter without any network: handshake, signature, keys and groups, quarantine items."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -9,17 +10,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from devstack.lambda_runtime import apigw_event
-from exactly_once.core.errors import ConfigurationError, ForbiddenError, PermanentEventError, UnauthorizedError
-from exactly_once.core.events import QUARANTINE_KIND
+from exactly_once.core.errors import ForbiddenError, UnauthorizedError
+from exactly_once.core.events import MAX_MESSAGE_BYTES, QUARANTINE_KIND, QUARANTINE_RAW_BYTES, InboundEvent, storable
 from exactly_once.flows.whatsapp.adapter import (
     DEFAULT_DEDUP_WINDOW_SECONDS,
     WhatsAppAdapter,
+    _quarantine_item,
     message_key,
     signature,
     status_key,
 )
-from exactly_once.flows.whatsapp.messages import parse_message, parse_status
-from exactly_once.flows.whatsapp.responders import EchoResponder, load_responder
 from exactly_once.ingest.apigw import Request
 from tests.whatsapp_support import (
     CUSTOMER,
@@ -121,49 +121,6 @@ def test_unreadable_signed_body_becomes_one_quarantine_event(body):
     assert events[0].payload["raw"] == body.decode()
 
 
-def test_parse_message_reads_text_contact_and_context():
-    payload = {
-        "waba_id": WABA,
-        "metadata": {"phone_number_id": PHONE},
-        "contact": {"profile": {"name": "Ana"}, "wa_id": CUSTOMER},
-        "message": {**text_message("wamid.M", "hi"), "context": {"from": PHONE, "id": "wamid.PREV"}},
-    }
-    message = parse_message(payload)
-    assert (message.wamid, message.wa_id, message.text, message.contact_name, message.context_wamid) == (
-        "wamid.M",
-        CUSTOMER,
-        "hi",
-        "Ana",
-        "wamid.PREV",
-    )
-    with pytest.raises(PermanentEventError):
-        parse_message({"metadata": {}, "message": {"id": "x"}})
-
-
-def test_parse_status_keeps_errors():
-    update = parse_status({"metadata": {"phone_number_id": PHONE}, "status": failed("wamid.F")})
-    assert update.status == "failed" and update.errors and update.errors[0]["code"] == 131047
-    with pytest.raises(PermanentEventError):
-        parse_status({"status": {"status": "read"}})
-
-
-def test_echo_responder_answers_like_the_seed_bot():
-    bot = EchoResponder()
-    message = parse_message({"metadata": {"phone_number_id": PHONE}, "message": text_message("w", "test")})
-    assert bot.reply(message) == "test is working"
-    blank = parse_message({"metadata": {"phone_number_id": PHONE}, "message": text_message("w", "  ")})
-    assert bot.reply(blank) is None
-
-
-def test_load_responder_from_a_spec():
-    assert isinstance(load_responder(""), EchoResponder)
-    assert type(load_responder("tests.whatsapp_bots:ShoutingBot")).__name__ == "ShoutingBot"
-    assert isinstance(load_responder("exactly_once.flows.whatsapp.responders:EchoResponder"), EchoResponder)
-    for bad in ("no-colon", "exactly_once.nope:X", "exactly_once.flows.whatsapp.responders:load_missing", "json:dumps"):
-        with pytest.raises(ConfigurationError):
-            load_responder(bad)
-
-
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
@@ -227,13 +184,25 @@ def test_split_never_raises_on_any_signed_json(body):
         json.dumps(event.payload)  # it must travel as an SQS message
 
 
-def test_concurrent_deduper_gives_powertools_a_thread_safe_local_cache(monkeypatch):
-    # Powertools keeps its local cache in ``_cache``: if a release renames it, this fails instead of racing silently
-    from exactly_once.ingest.concurrent_dedup import ConcurrentDeduper, _LockedLRU
+KIB = 1024
 
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    deduper = ConcurrentDeduper("table", key_prefix="whatsapp-ingest", window_seconds=60)
-    cache = deduper._layer._cache
-    assert isinstance(cache, _LockedLRU) and cache.max_items == 4096
-    cache["a"] = 1
-    assert cache.get("a") == 1 and "a" in cache
+
+def _size(event: InboundEvent) -> int:
+    return len(event.to_message().encode("utf-8"))
+
+
+def test_whatsapp_quarantine_items_are_bounded_and_keyed_by_the_whole_item():
+    item = {"id": "wamid.x", "junk": "z" * (500 * KIB)}
+    event = storable(_quarantine_item(item, "message lacks a string id or from"))  # as ingest carries it
+    text = json.dumps(item, ensure_ascii=False, sort_keys=True)
+    assert event.key == f"whatsapp:quarantine:{hashlib.sha256(text.encode()).hexdigest()}"
+    assert len(event.payload["raw"].encode()) <= QUARANTINE_RAW_BYTES and text.startswith(event.payload["raw"])
+    assert "truncated" in event.payload["reason"] and str(len(text.encode())) in event.payload["reason"]
+    assert _size(event) <= MAX_MESSAGE_BYTES
+    small = _quarantine_item({"id": 1}, "message lacks a string id or from")
+    assert small.payload == {"raw": '{"id": 1}', "reason": "message lacks a string id or from"}
+
+
+def test_a_whatsapp_item_with_a_lone_surrogate_is_quarantined_not_a_crash():
+    event = storable(_quarantine_item({"id": "\ud800"}, "entry has no changes[] array"))
+    event.to_message().encode("utf-8")
