@@ -103,9 +103,7 @@ class EventWorker:
                 return early
             outcome = self._settle(event)
             if event.replay:
-                from exactly_once.ops import quarantine as replay  # operator replays are rare: no import cost otherwise
-
-                replay.settled(db.connection(), event, outcome)
+                store.replay_settled(db.connection(), event, outcome)
             return outcome
         except Exception as exc:
             # Re-raised: the batch processor reports the message failed, SQS retries it, then the DLQ takes it.

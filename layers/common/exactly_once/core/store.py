@@ -128,3 +128,11 @@ def quarantine_unreadable(
 def _storable(text: str) -> str:
     """Postgres text cannot hold NUL; the envelope keeps the exact event (JSON-escaped)."""
     return text.replace("\x00", "\ufffd")
+
+
+def replay_settled(conn: psycopg.Connection[Any], event: InboundEvent, outcome: str) -> None:
+    """The worker settled an operator's replay (``ops/quarantine.replay``): its outcome, next to who asked."""
+    replay_id = (event.replay or {}).get("replay_id")
+    if replay_id is None:
+        return
+    conn.execute(q("ops_replay_settled"), {"id": int(replay_id), "provider": event.provider, "outcome": outcome})

@@ -344,17 +344,6 @@ def _send_replay(
     return Replayed(quarantine_id, replay_id, event.key, previous, message_id)
 
 
-def settled(conn: psycopg.Connection[Any], event: InboundEvent, outcome: str) -> None:
-    """The worker settled a replay: record its outcome next to who asked for it."""
-    replay_id = (event.replay or {}).get("replay_id")
-    if replay_id is None:
-        return
-    conn.execute(
-        q("ops_replay_settled"),
-        {"id": int(replay_id), "provider": event.provider, "outcome": outcome},
-    )
-
-
 def _dicts(cur: psycopg.Cursor[Any]) -> list[dict[str, Any]]:
     names = [c.name for c in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
