@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyprojec
 	touch $@
 
 # GitHub's own signing package (@octokit/webhooks-methods) for the independent-signer proof; the proof
-# skips, saying why, on a machine without node and npm.
+# skips, saying why, on a machine without node and npm, and a skipped proof makes `make test` fail.
 NODE_SIGNER := tests/proofs/node/node_modules/.package-lock.json
 $(NODE_SIGNER): tests/proofs/node/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/proofs/node --no-audit --no-fund --silent; \
@@ -46,8 +46,9 @@ $(CHECKOV_VENV)/.installed:
 	touch $@
 
 test: install ## run the whole suite (unit, functional on moto, integration on Postgres, races), refresh Guarantees
-	@# The table is refreshed even when a test fails: a failed proof shows up in it as FAILED.
-	$(PY) -m pytest -n 2 --dist loadfile; status=$$?; $(PY) -m tests.proofs.report; exit $$status
+	@# The table is refreshed even when a test fails: it describes this run, a failed proof FAILED, a skipped one
+	@# SKIPPED, one with no result from this run MISSING; the report then exits 1 and so does this target.
+	$(PY) -m pytest -n 2 --dist loadfile; status=$$?; $(PY) -m tests.proofs.report || status=1; exit $$status
 
 test-fast: install ## the suite without the multi-process races and storms
 	$(PY) -m pytest -m "not slow"
@@ -74,7 +75,7 @@ lock: install ## pin the dependency closure of requirements-dev.txt into require
 	$(PY) .ci/lock.py
 
 guarantees: install ## run the proofs (crash, storms, hostile input, signers) and refresh README's Guarantees table
-	$(PY) -m pytest -n 2 --dist loadfile tests/proofs; status=$$?; $(PY) -m tests.proofs.report; exit $$status
+	$(PY) -m pytest -n 2 --dist loadfile tests/proofs; status=$$?; $(PY) -m tests.proofs.report || status=1; exit $$status
 
 build: $(SAM_VENV)/.installed ## sam build (arm64 layer with python3.12)
 	@test -n "$(PY312_BIN)" || { echo "python3.12 not found: sam build needs the Lambda runtime's Python"; exit 1; }

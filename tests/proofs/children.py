@@ -1,7 +1,9 @@
 """Steps run in a spawned child process (a fresh interpreter, like a Lambda sandbox) that may be SIGKILLed.
 
 ``run_child`` starts one, waits, and returns its exit code and, when it lived, what the step returned.
-A child armed with ``EO_CRASH_AT`` dies by SIGKILL at that crashpoint: exit code ``-9``.
+A child armed with ``EO_CRASH_AT`` dies by SIGKILL at that crashpoint: exit code ``-9``, and the marker
+``crashpoint()`` wrote just before (name and call site, see ``tests/proofs/meter.py``). A child that does
+not finish within the timeout is a hang: it is killed too, but reported as ``hung``, never as ``killed``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tests.proofs import meter
+
 KILLED = -signal.SIGKILL
 
 
@@ -22,10 +26,19 @@ KILLED = -signal.SIGKILL
 class ChildResult:
     exitcode: int | None
     value: Any = None
+    #: it outlived the timeout (and was then killed by us): a hang, never a crash at a crashpoint
+    hung: bool = False
+    pid: int | None = None
+    #: the marker the child wrote at the crashpoint before it SIGKILLed itself
+    marker: meter.Kill | None = None
 
     @property
     def killed(self) -> bool:
-        return self.exitcode == KILLED
+        """Died by its own SIGKILL at a crashpoint: exit -9, no hang, and the crashpoint's marker left."""
+        return self.exitcode == KILLED and not self.hung and self.marker is not None
+
+    def died_at(self, boundary: str) -> bool:
+        return self.killed and self.marker is not None and self.marker.name == boundary
 
 
 def _target(step: str, args: tuple[Any, ...], env: dict[str, str], out: Any) -> None:
@@ -38,25 +51,30 @@ def _target(step: str, args: tuple[Any, ...], env: dict[str, str], out: Any) -> 
 
 
 def run_child(step: str, args: tuple[Any, ...], env: dict[str, str], timeout: float = 120.0) -> ChildResult:
-    """Run ``module:function(*args)`` in a spawned child with ``env``; kill it if it outlives ``timeout``."""
+    """Run ``module:function(*args)`` in a spawned child with ``env``; a hang if it outlives ``timeout``."""
+    seen = meter.current()
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_target, args=(step, args, env, out))
+    proc = ctx.Process(target=_target, args=(step, args, {**env, **seen.marker_env()}, out))
     proc.start()
+    seen.spawn()
     value = None
+    answered = False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             value = out.get(timeout=0.1)
+            answered = True
             break
         except queue.Empty:
             if not proc.is_alive():  # killed (the expected crash) before it could answer
                 break
     proc.join(timeout=10)
+    hung = proc.exitcode is None and not answered
     if proc.exitcode is None:
         proc.kill()
         proc.join()
-    return ChildResult(proc.exitcode, value)
+    return ChildResult(proc.exitcode, value, hung=hung, pid=proc.pid, marker=seen.kill_of(proc.pid))
 
 
 # -- steps (module-level so a spawned child can import them) ----------------------------------------------

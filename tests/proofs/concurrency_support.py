@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from tests.procs import deliver, run_parallel, work
+from tests.proofs import meter
 
 PROCESSES = 4
 COPIES = 100
@@ -17,6 +18,7 @@ def http_storm(
     """``copies`` identical requests to the real handler, split across PROCESSES processes starting together."""
     per = [copies // PROCESSES + (1 if i < copies % PROCESSES else 0) for i in range(PROCESSES)]
     start = time.time() + 3  # every child imported and warm before the first request
+    meter.current().spawn(PROCESSES)
     results = run_parallel(deliver, [(env, function, [request] * n, start) for n in per], PROCESSES)
     return [s for statuses in results for s in statuses]
 
@@ -25,6 +27,7 @@ def worker_storm(env: dict[str, str], message: str, copies: int = COPIES, functi
     """``copies`` identical queue messages handed to the real worker from PROCESSES processes at once; failures."""
     per = [copies // PROCESSES + (1 if i < copies % PROCESSES else 0) for i in range(PROCESSES)]
     start = time.time() + 3
+    meter.current().spawn(PROCESSES)
     return sum(run_parallel(work, [(env, [message] * n, start, function) for n in per], PROCESSES))
 
 
@@ -36,4 +39,10 @@ def spread(seconds: float) -> list[float]:
     return [time.time() + h * 3600 for h in SPREAD_HOURS if h * 3600 <= seconds] + [time.time() + seconds + 1800]
 
 
-__all__ = ["Any", "http_storm", "spread", "worker_storm"]
+def run_counted(fn: Any, arg_sets: list[tuple[Any, ...]], processes: int) -> list[Any]:
+    """``tests.procs.run_parallel``, with the processes it spawns counted for the proof's row."""
+    meter.current().spawn(min(processes, len(arg_sets)))
+    return run_parallel(fn, arg_sets, processes)
+
+
+__all__ = ["Any", "http_storm", "run_counted", "spread", "worker_storm"]

@@ -9,7 +9,7 @@ import time_machine
 
 from devstack.lambda_runtime import function_timeout
 from tests.harness import Stack
-from tests.proofs.children import ChildResult, run_child
+from tests.proofs.children import KILLED, ChildResult, run_child
 
 WORKER = "EventWorkerFunction"
 EVENTS_QUEUE = "EventsQueue"
@@ -17,6 +17,15 @@ EVENTS_QUEUE = "EventsQueue"
 
 def crash_env(stack: Stack, boundary: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**stack.env, **(extra or {}), "EO_CRASH_AT": boundary}
+
+
+def expect_death(result: ChildResult, boundary: str, what: str) -> ChildResult:
+    """The child SIGKILLed itself at ``boundary``: exit -9 and that crashpoint's marker; a hang is a failure."""
+    assert not result.hung, f"{what} hung (no answer before the timeout) instead of dying at {boundary}: {result}"
+    assert result.exitcode == KILLED, f"{what} did not die at {boundary}: {result}"
+    assert result.marker is not None, f"{what} was SIGKILLed without the marker of a crashpoint: {result}"
+    assert result.marker.name == boundary, f"{what} died at {result.marker.name}, armed at {boundary}"
+    return result
 
 
 def kill_http(
@@ -32,8 +41,7 @@ def kill_http(
     """The real HTTP handler in a child armed to SIGKILL itself at ``boundary``; it must die there."""
     args = (function, method, url, body, headers)
     result = run_child("tests.proofs.children:http_call", args, crash_env(stack, boundary, extra_env))
-    assert result.killed, f"{function} did not die at {boundary}: {result}"
-    return result
+    return expect_death(result, boundary, function)
 
 
 def kill_poll(
@@ -46,8 +54,7 @@ def kill_poll(
     """One SQS poll of the real worker in a child armed at ``boundary``: the batch stays in flight."""
     args = (function, stack.aws.physical[queue], stack.aws.arns[queue])
     result = run_child("tests.proofs.children:poll_once", args, crash_env(stack, boundary, extra_env))
-    assert result.killed, f"{function} did not die at {boundary}: {result}"
-    return result
+    return expect_death(result, boundary, function)
 
 
 def kill_call(
@@ -55,8 +62,7 @@ def kill_call(
 ) -> ChildResult:
     """A library function (reaper, relay, scheduler step) in a child armed at ``boundary``."""
     result = run_child("tests.proofs.children:call", (path, *args), crash_env(stack, boundary, extra_env))
-    assert result.killed, f"{path} did not die at {boundary}: {result}"
-    return result
+    return expect_death(result, boundary, path)
 
 
 def queue_visibility(stack: Stack, queue: str = EVENTS_QUEUE) -> int:

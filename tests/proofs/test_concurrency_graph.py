@@ -11,7 +11,7 @@ import time_machine
 from exactly_once.core.events import InboundEvent
 from exactly_once.flows.graph.adapter import item_key
 from tests.graph_support import HEADERS, URL, add_mail, body, item, post
-from tests.proofs.concurrency_support import COPIES, PROCESSES, SPREAD_HOURS, http_storm, worker_storm
+from tests.proofs.concurrency_support import COPIES, SPREAD_HOURS, http_storm, worker_storm
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,6 @@ def test_hundred_identical_deliveries_from_four_processes_make_one_ticket(stack,
         flow="graph",
         name="100 identical deliveries at once (ingest)",
         cases=COPIES,
-        processes=PROCESSES,
         held="100 x 202, 1 queued, 1 ticket, 1 Graph fetch",
     )
 
@@ -53,7 +52,6 @@ def test_hundred_identical_messages_racing_four_workers_make_one_ticket(stack, d
         flow="graph",
         name="100 identical queue messages, 4 workers (Postgres only)",
         cases=COPIES,
-        processes=PROCESSES,
         held="0 failures, 1 ticket, 0 quarantined",
     )
 

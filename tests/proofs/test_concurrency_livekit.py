@@ -10,7 +10,7 @@ import time_machine
 from devstack.fakes import Behaviour
 from exactly_once.core.events import InboundEvent
 from tests.livekit_support import FUNCTION, URL, add_feedback, encode, feedback_row, headers, post, room_event
-from tests.proofs.concurrency_support import COPIES, PROCESSES, SPREAD_HOURS, http_storm, worker_storm
+from tests.proofs.concurrency_support import COPIES, SPREAD_HOURS, http_storm, worker_storm
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,6 @@ def test_hundred_identical_room_finished_deliveries_from_four_processes_make_one
         flow="livekit",
         name="100 identical room_finished at once (ingest)",
         cases=COPIES,
-        processes=PROCESSES,
         held="100 x 200, 1 queued, 1 completed analysis, 1 LLM call",
     )
 
@@ -56,7 +55,6 @@ def test_hundred_identical_messages_racing_four_workers_make_one_analysis(stack,
         flow="livekit",
         name="100 identical queue messages, 4 workers (Postgres claim only)",
         cases=COPIES,
-        processes=PROCESSES,
         held="0 failures, 1 claim, 1 LLM call, 99 duplicates acknowledged",
     )
 

@@ -13,7 +13,7 @@ import pytest
 from exactly_once.flows.mailbox import jobs as mailbox_jobs
 from tests import mailbox_support
 from tests.mailbox_support import call, jobs, tick_child, triggers_child, work_child
-from tests.procs import run_parallel
+from tests.proofs.concurrency_support import run_counted
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_a_tick_and_a_hundred_triggers_from_four_processes_make_one_job_and_the_
     # WHEN a scheduler tick and 100 POST /jobs/alice/trigger run at once: 4 processes of 25 triggers, the tick in a 5th
     per = [TRIGGERS // TRIGGER_PROCESSES] * TRIGGER_PROCESSES
     calls = [(tick_child, (stack.env, start))] + [(triggers_child, (stack.env, "alice", n, start)) for n in per]
-    results = run_parallel(call, calls, processes=TRIGGER_PROCESSES + 1)
+    results = run_counted(call, calls, processes=TRIGGER_PROCESSES + 1)
     tick_result = results[0][1]
     answers = [answer for batch in results[1:] for answer in batch]
     assert len(answers) == TRIGGERS
@@ -70,7 +70,6 @@ def test_a_tick_and_a_hundred_triggers_from_four_processes_make_one_job_and_the_
         flow="mailbox",
         name=f"a scheduler tick + {TRIGGERS} manual triggers for one user at once from {TRIGGER_PROCESSES} processes",
         cases=TRIGGERS + 1,
-        processes=TRIGGER_PROCESSES + 1,
         held=(
             f"{len(rows)} job, made by {made_by}; {len(accepted)} x 202, {len(conflicts)} x 409 naming it; "
             f"{stack.queue_depth('JobsQueue')} message on JobsQueue"
@@ -86,7 +85,7 @@ def test_one_job_delivered_to_four_workers_at_once_opens_one_imap_connection(sta
     body = json.dumps({"job_id": job_id, "user_id": "alice"})
     start = time.time() + 4
     # WHEN four worker processes receive the same job at once (a duplicate delivery)
-    results = run_parallel(work_child, [({**stack.env, **user.env}, body, start)] * 4, processes=4)
+    results = run_counted(work_child, [({**stack.env, **user.env}, body, start)] * 4, processes=4)
     # THEN none failed, one ran the job and the others stood back
     assert all(r == {"batchItemFailures": []} for r in results)
     assert jobs(db, "alice") == [(job_id, "succeeded", "trigger", 1, 5)]
@@ -99,7 +98,6 @@ def test_one_job_delivered_to_four_workers_at_once_opens_one_imap_connection(sta
         flow="mailbox",
         name="one job delivered to 4 workers at once",
         cases=4,
-        processes=4,
         held=f"1 job run, {user.logins} IMAP login, {user.max_connections_at_once} connection at once, 5 mails once",
     )
 

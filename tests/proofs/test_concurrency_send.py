@@ -35,6 +35,5 @@ def test_hundred_identical_sends_and_hundred_racing_workers_send_once(stack, db,
         flow="send",
         name=f"{COPIES} identical POST /sends, then {COPIES} copies racing {PROCESSES} send workers",
         cases=2 * COPIES,
-        processes=PROCESSES,
         held="1 row, 1 message at the fake Unipile, 0 worker failures",
     )

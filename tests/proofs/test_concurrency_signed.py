@@ -13,7 +13,7 @@ import time_machine
 
 from tests import generic_support as g
 from tests import whatsapp_support as wa
-from tests.proofs.concurrency_support import COPIES, PROCESSES, http_storm
+from tests.proofs.concurrency_support import COPIES, http_storm
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +130,6 @@ def test_hundred_identical_signed_deliveries_from_four_processes_make_one_effect
         flow=flow.provider,
         name=f"{COPIES} identical signed deliveries at once",
         cases=COPIES,
-        processes=PROCESSES,
         held=f"{COPIES} x 200, 1 queued, 1 effect" + (", 1 reply at the fake WhatsApp" if replies else ""),
     )
 

@@ -79,7 +79,5 @@ def test_sigkill_at_boundary_then_recovery_records_each_event_once(stack, db, pr
         flow=flow,
         name=boundary,
         cases=len(EVENT_IDS),
-        processes=2,
-        crashes=1,
         held=f"{len(rows)}/{len(EVENT_IDS)} events -> 1 event_log row each; 0 lost, 0 quarantined",
     )

@@ -15,6 +15,7 @@ from tests.proofs.crash_support import (
     after_invocation_deadline,
     crash_env,
     dlq_depth,
+    expect_death,
     kill_http,
     kill_poll,
     redrive,
@@ -105,7 +106,9 @@ def crash_reaper_after_reset(stack: Any, db: Any) -> int:
     kill_poll(stack, "livekit.worker.after_claim")
     time.sleep(float(LEASE) + 0.3)
     env = {**crash_env(stack, "livekit.reaper.after_reset"), "LIVEKIT_REDRIVE_SECONDS": LEASE}
-    assert run_child("tests.proofs.test_crash_livekit:reap_step", (), env).killed
+    expect_death(
+        run_child("tests.proofs.test_crash_livekit:reap_step", (), env), "livekit.reaper.after_reset", "reaper"
+    )
     assert db.execute("SELECT status::text FROM user_feedback").fetchone()[0] == "initiated"
     assert stack.queue_depth("EventsQueue") == 1  # only the dead worker's message, in flight: no re-drive
     time.sleep(float(LEASE) + 0.3)  # the reset row's re-drive time passes: the next tick re-drives it
@@ -150,7 +153,5 @@ def test_sigkill_at_boundary_then_recovery_stores_one_analysis(stack, db, proof,
         flow=FLOW,
         name=boundary,
         cases=1,
-        processes=2,
-        crashes=1,
         held=f"1 room_finished -> 1 completed analysis ({row['attempts']} claims, {llm_calls} LLM calls); 0 lost",
     )

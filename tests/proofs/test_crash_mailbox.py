@@ -154,8 +154,6 @@ def test_sigkill_at_boundary_then_recovery_processes_each_mail_once(
         flow=FLOW,
         name=boundary,
         cases=1,
-        processes=2,
-        crashes=1,
         held=(
             f"{MAILS} mails -> {MAILS} processed once ({len(rows)} jobs, 1 succeeded); {how}; "
             f"IMAP connections at once: {user.max_connections_at_once}"

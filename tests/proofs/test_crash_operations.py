@@ -47,7 +47,5 @@ def test_sigkill_during_a_replay_then_recovery_makes_one_effect(stack, db, proof
         flow="operations",
         name=boundary,
         cases=1,
-        processes=2,
-        crashes=1,
         held="1 quarantined mail, replay killed after marking -> --force replay -> 1 ticket, lineage kept",
     )

@@ -130,7 +130,5 @@ def test_sigkill_at_boundary_then_recovery_sends_each_message_once(stack, db, pr
         flow=FLOW,
         name=boundary,
         cases=ROWS,
-        processes=2,
-        crashes={"send.reconcile.after_lookup": 2, "send.relay.after_sqs": ROWS}.get(boundary, 1),
         held=f"{ROWS}/{ROWS} messages sent exactly once (counted at the fake Unipile){how}; 0 resent, 0 lost",
     )

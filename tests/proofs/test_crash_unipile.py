@@ -96,7 +96,5 @@ def test_sigkill_at_boundary_then_recovery_records_each_message_once(stack, db, 
         flow=FLOW,
         name=boundary,
         cases=len(MESSAGES),
-        processes=2,
-        crashes=1,
         held=f"{len(MESSAGES)} Unipile messages -> 1 linkedin_messages row each, direction kept; 0 lost",
     )

@@ -139,7 +139,5 @@ def test_sigkill_at_boundary_then_recovery_stores_and_replies_once(stack, db, pr
         flow=FLOW,
         name=boundary,
         cases=len(WORDS),
-        processes=2,
-        crashes=1,
         held=f"{len(stored)}/{len(WORDS)} messages stored once, 1 reply each at the fake WhatsApp; 0 lost",
     )

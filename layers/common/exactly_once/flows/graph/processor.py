@@ -40,7 +40,7 @@ def process(event: InboundEvent) -> str:
         return fetched
     mailbox, mail = fetched
     result = apply_mail(conn, mail, event, mailbox)
-    crashpoint("graph.worker.after_commit")
+    crashpoint("graph.worker.after_commit_one")  # the one-by-one commit (process_batch has its own)
     return _counted(result)
 
 
