@@ -8,11 +8,16 @@ from typing import Any
 import psycopg
 
 from exactly_once.core import aws, db
-from exactly_once.core.errors import BadRequestError, HttpError, ServiceUnavailableError
+from exactly_once.core.errors import (
+    BadRequestError,
+    DatabaseUnavailableError,
+    HttpError,
+    ServiceUnavailableError,
+)
 from exactly_once.core.settings import env
 from exactly_once.core.telemetry import flushes_metrics, logger
 from exactly_once.flows.mailbox import jobs as mailbox_jobs
-from exactly_once.flows.mailbox.scheduling import JobConflictError, trigger
+from exactly_once.flows.mailbox.scheduling import JobConflictError, UnknownUserError, trigger
 from exactly_once.ingest.apigw import Request, error_response, json_response
 
 JOBS_QUEUE_URL = env("JOBS_QUEUE_URL")
@@ -41,8 +46,29 @@ def _answer(request: Request) -> dict[str, Any]:
         job = trigger(conn, aws.sqs(), JOBS_QUEUE_URL, user_id, datetime.now(UTC))
     except psycopg.OperationalError as exc:
         db.reset()
-        raise ServiceUnavailableError("database unavailable", code="database_unavailable") from exc
+        raise DatabaseUnavailableError("database unavailable", exc) from exc
     return json_response(202, {"job_id": job.job_id, "user_id": user_id, "slot": job.slot.isoformat()})
+
+
+#: What a job request is refused with: the mailbox flow's and the database's errors, and the request's own.
+Refusal = JobConflictError | UnknownUserError | DatabaseUnavailableError | HttpError
+
+
+def refusal(exc: Refusal) -> dict[str, Any]:
+    """The HTTP answer for a refused job request: the one place the mailbox flow's and the database's
+    errors meet HTTP (409 with the job's status, 404, 503)."""
+    if isinstance(exc, JobConflictError):
+        return json_response(409, {"error": exc.code, "message": exc.message, "job_status": exc.job_status.as_dict()})
+    if isinstance(exc, UnknownUserError):
+        return json_response(404, {"error": exc.code, "message": exc.message})
+    http = (
+        ServiceUnavailableError("database unavailable", code="database_unavailable")
+        if isinstance(exc, DatabaseUnavailableError)
+        else exc
+    )
+    if http.status >= 500:
+        logger.warning("job request refused", extra={"error": http.code})
+    return error_response(http)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -50,10 +76,5 @@ def _answer(request: Request) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         return _answer(Request.from_apigw_v2(event))
-    except JobConflictError as exc:
-        body = {"error": exc.code, "message": exc.message, "job_status": exc.job_status.as_dict()}
-        return json_response(409, body)
-    except HttpError as exc:
-        if exc.status >= 500:
-            logger.warning("job request refused", extra={"error": exc.code})
-        return error_response(exc)
+    except (JobConflictError, UnknownUserError, DatabaseUnavailableError, HttpError) as exc:
+        return refusal(exc)

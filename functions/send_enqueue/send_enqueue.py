@@ -14,7 +14,7 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once.core import db
-from exactly_once.core.errors import BadRequestError, HttpError, ServiceUnavailableError
+from exactly_once.core.errors import BadRequestError, DatabaseUnavailableError, HttpError, ServiceUnavailableError
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.ingest.apigw import Request, error_response, json_response
 from exactly_once.sends import queue as send_queue
@@ -36,9 +36,10 @@ def enqueue(request: Request) -> dict[str, Any]:
     except IdempotencyConflictError as exc:
         counters.incr(PROVIDER, Metric.REJECTED)
         return json_response(409, {"error": "idempotency_conflict", "message": str(exc), "id": exc.existing_id})
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
         # Lost connection, server shutting down, statement cancelled: the caller may retry the
-        # same request (its key). The broken connection is dropped; the next request opens one.
+        # same request (its key), or no connection could be opened (DatabaseUnavailableError). The broken
+        # connection is dropped; the next request opens one.
         db.reset()
         counters.incr(PROVIDER, Metric.REJECTED)
         logger.warning("send not queued: database unavailable", extra={"error": type(exc).__name__})

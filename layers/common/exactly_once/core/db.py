@@ -4,6 +4,9 @@
 secret (host, port, username, password, dbname) read through Powertools
 Parameters with a cache. The connection runs in autocommit mode: every unit of
 work opens its own ``conn.transaction()``.
+
+A connection that cannot be opened raises ``DatabaseUnavailableError`` (carrying psycopg's error), never an
+HTTP answer: an API handler maps it to its 503, a queue worker lets the message be retried.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from urllib.parse import quote
 
 import psycopg
 
-from exactly_once.core.errors import ConfigurationError, ServiceUnavailableError
+from exactly_once.core.errors import ConfigurationError, DatabaseUnavailableError
 from exactly_once.core.settings import env_int
 
 _conn: psycopg.Connection[Any] | None = None
@@ -47,7 +50,7 @@ def connect(url: str | None = None) -> psycopg.Connection[Any]:
             application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "exactly-once"),
         )
     except psycopg.OperationalError as exc:
-        raise ServiceUnavailableError("database unavailable", code="database_unavailable") from exc
+        raise DatabaseUnavailableError("database unavailable", exc) from exc
 
 
 def connection() -> psycopg.Connection[Any]:

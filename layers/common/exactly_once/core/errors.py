@@ -59,6 +59,32 @@ class ServiceUnavailableError(HttpError):
         super().__init__(503, code, message)
 
 
+class DependencyUnavailableError(ExactlyOnceError):
+    """A store or queue the library depends on did not answer, or refused: the same call may succeed later.
+
+    The library raises these (never botocore's or psycopg's errors, never an HTTP answer); each edge
+    (the ingest pipeline, an API handler) decides what the caller hears. ``cause`` is the original
+    error, also chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cause = cause
+
+
+class DedupUnavailableError(DependencyUnavailableError):
+    """The ingest idempotency table (DynamoDB) could not be read or written."""
+
+
+class QueueUnavailableError(DependencyUnavailableError):
+    """The events queue (SQS) refused or did not answer a SendMessageBatch."""
+
+
+class DatabaseUnavailableError(DependencyUnavailableError):
+    """Postgres could not be reached (connect failed)."""
+
+
 class ConfigurationError(ExactlyOnceError):
     """A required setting or secret is missing: fail fast at init."""
 

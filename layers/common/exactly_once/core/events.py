@@ -63,15 +63,25 @@ class InboundEvent:
         )
 
 
-def quarantine_event(provider: str, raw_body: bytes, reason: str, group: str | None = None) -> InboundEvent:
-    """An authenticated delivery that cannot be processed, carried to the worker's quarantine."""
-    digest = hashlib.sha256(raw_body).hexdigest()
+def unreadable_event(
+    provider: str, raw: bytes | str, reason: str, *, key: str | None = None, group: str | None = None
+) -> InboundEvent:
+    """An authenticated delivery (or one item of it) nobody can process, carried to the worker's quarantine.
+
+    The one builder of ``QUARANTINE_KIND`` events at ingest; the worker writes them with
+    ``store.quarantine_event``. ``raw``: the body's bytes (undecodable bytes shown as U+FFFD) or an item's
+    text. ``key``: the provider's own key when there is one, so its retries stay duplicates; else
+    ``<provider>:quarantine:<sha256 of raw>``. ``group``: the entity's FIFO group when known; else one per
+    provider. NUL is shown as U+FFFD (Postgres text cannot hold it).
+    """
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")  # a lone surrogate stays hashable
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return InboundEvent(
         provider=provider,
-        key=f"{provider}:quarantine:{digest}",
+        key=key or f"{provider}:quarantine:{hashlib.sha256(data).hexdigest()}",
         group=group or f"{provider}:quarantine",
         kind=QUARANTINE_KIND,
-        payload={"raw": raw_body.decode("utf-8", "replace").replace("\x00", "\ufffd"), "reason": reason},
+        payload={"raw": text.replace("\x00", "\ufffd"), "reason": reason},
     )
 
 

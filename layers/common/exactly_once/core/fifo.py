@@ -1,4 +1,8 @@
-"""SQS FIFO: accepted events, one SendMessageBatch per ten, or fewer when ten would be over 256 KiB."""
+"""SQS FIFO: accepted events, one SendMessageBatch per ten, or fewer when ten would be over 256 KiB.
+
+Errors: a failed SendMessageBatch call (botocore's ``BotoCoreError``/``ClientError``) leaves ``EventQueue.send``
+as a ``QueueUnavailableError`` carrying it; entries SQS refused one by one are returned, not raised.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from exactly_once.core.errors import QueueUnavailableError
 from exactly_once.core.events import InboundEvent
 
 if TYPE_CHECKING:
@@ -18,12 +25,22 @@ SQS_BATCH = 10
 #: with its attributes; the group and deduplication ids are counted too, to be safe).
 SQS_BATCH_BYTES = 256 * 1024
 # SQS FIFO takes 1-128 characters of [a-zA-Z0-9] and ASCII punctuation as a MessageGroupId. moto takes
-# anything, AWS refuses the whole batch: a group built from provider data (a mailbox id in unicode, a
-# 10k-character user id) is hashed, the same way every time, so its events still share one group.
+# anything, AWS refuses the whole batch.
 _GROUP_OK = re.compile(r"^[!-~]{1,128}$")
 
 
-def group_id(group: str) -> str:
+def group_id(*parts: object) -> str:
+    """The FIFO message group for ``parts`` (joined with ":", None and "" left out): the one rule for groups.
+
+    Adapters build an event's group with it, and the queue applies it again to whatever group an
+    event carries (it is idempotent: a group it made comes back unchanged). A group that is already
+    what SQS takes (1-128 characters of ``[!-~]``) is kept as is, readable; any other (a mailbox id in
+    unicode, a space, a 10k-character user id) becomes ``h:`` and its sha256, the same every time,
+    so equal inputs still share one group and different ones do not collide. Nothing: ``default``.
+    """
+    group = ":".join(str(part) for part in parts if part is not None and part != "")
+    if not group:
+        return "default"
     if _GROUP_OK.match(group):
         return group
     return "h:" + hashlib.sha256(group.encode("utf-8", "surrogatepass")).hexdigest()
@@ -35,13 +52,19 @@ class EventQueue:
         self._client = client
 
     def send(self, events: Sequence[InboundEvent]) -> list[InboundEvent]:
-        """Send events; return the ones SQS refused (the caller releases their dedup records)."""
+        """Send events; return the ones SQS refused (the caller releases their dedup records).
+
+        Raises ``QueueUnavailableError`` when a SendMessageBatch call fails as a whole.
+        """
         failed: list[InboundEvent] = []
         for chunk in _batches(events):
-            response = self._client.send_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[entry for _, entry in chunk],
-            )
+            try:
+                response = self._client.send_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[entry for _, entry in chunk],
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise QueueUnavailableError("events queue unavailable", exc) from exc
             failed.extend(chunk[int(entry["Id"])][0] for entry in response.get("Failed", []))
         return failed
 

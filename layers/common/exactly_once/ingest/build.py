@@ -14,24 +14,13 @@ def webhook_ingest(adapter: WebhookAdapter, settings: IngestSettings | None = No
     """The shared pipeline around ``adapter``, with its own dedup key prefix, window, concurrency and body limit."""
     settings = settings or IngestSettings.from_env()
     key_prefix = f"{adapter.provider}-ingest"
-    deduper: IngestDeduper
-    if adapter.dedup_workers > 1:
-        from exactly_once.ingest.concurrent_dedup import ConcurrentDeduper
-
-        deduper = ConcurrentDeduper(
-            settings.idempotency_table,
-            key_prefix=key_prefix,
-            window_seconds=adapter.dedup_window_seconds,
-            client=aws.dynamodb(),
-            workers=adapter.dedup_workers,
-        )
-    else:
-        deduper = IngestDeduper(
-            settings.idempotency_table,
-            key_prefix=key_prefix,
-            window_seconds=adapter.dedup_window_seconds,
-            client=aws.dynamodb(),
-        )
+    deduper = IngestDeduper(
+        settings.idempotency_table,
+        key_prefix=key_prefix,
+        window_seconds=adapter.dedup_window_seconds,
+        client=aws.dynamodb(),
+        workers=adapter.dedup_workers,
+    )
     return WebhookIngest(
         adapter,
         deduper,

@@ -9,6 +9,9 @@ own events are queued, ingest waits a little (``in_progress_wait_ms``) for the h
 complete it; if it does not, the answer is a retryable 503, never a 2xx the provider would
 take as "delivered". The retry finds this delivery's events as duplicates, and the held key
 either completed or, past the holder's deadline, free to be reserved again.
+
+The error boundary: the deduper and the queue raise the library's ``DedupUnavailableError`` and
+``QueueUnavailableError``; this module alone turns them into the provider's answer (a retryable 503).
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from exactly_once.core.crash import crashpoint
-from exactly_once.core.errors import HttpError, PayloadTooLargeError, ServiceUnavailableError, UnauthorizedError
+from exactly_once.core.errors import (
+    DedupUnavailableError,
+    HttpError,
+    PayloadTooLargeError,
+    QueueUnavailableError,
+    ServiceUnavailableError,
+    UnauthorizedError,
+)
 from exactly_once.core.events import InboundEvent, storable
 from exactly_once.core.fifo import EventQueue
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
@@ -120,7 +128,7 @@ class WebhookIngest:
                 else:
                     duplicates += 1
                     self._duplicate(event, outcome)
-        except (BotoCoreError, ClientError) as exc:
+        except DedupUnavailableError as exc:
             self._release(fresh, exc)
             raise ServiceUnavailableError("dedup store unavailable, retry later") from exc
         if fresh:
@@ -135,7 +143,7 @@ class WebhookIngest:
         crashpoint(f"{provider}.ingest.after_dedup")
         try:
             failed = self.queue.send(fresh)
-        except (BotoCoreError, ClientError) as exc:
+        except QueueUnavailableError as exc:
             self._release(fresh, exc)
             raise ServiceUnavailableError("queue unavailable, retry later") from exc
         crashpoint(f"{provider}.ingest.after_enqueue")
@@ -177,7 +185,7 @@ class WebhookIngest:
         while True:
             try:
                 states = self.deduper.state_many([event.key for event in pending])
-            except (BotoCoreError, ClientError) as exc:
+            except DedupUnavailableError as exc:
                 raise ServiceUnavailableError("dedup store unavailable, retry later") from exc
             waiting: list[InboundEvent] = []
             gone = False
@@ -219,7 +227,7 @@ class WebhookIngest:
         for event in events:
             try:
                 self.deduper.release(event.key, exc)
-            except (BotoCoreError, ClientError):
+            except DedupUnavailableError:
                 # The INPROGRESS record then expires with the invocation: the retry still gets through.
                 logger.warning(
                     "could not release dedup record",

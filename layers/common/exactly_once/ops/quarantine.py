@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ExactlyOnceError
 from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
+from exactly_once.core.fifo import group_id
 from exactly_once.core.queries import q
 from exactly_once.providers import PROVIDERS
 
@@ -333,7 +334,7 @@ def _send_replay(
         sent = sqs.send_message(
             QueueUrl=queue_url,
             MessageBody=marked.to_message(),
-            MessageGroupId=marked.group[:128],
+            MessageGroupId=group_id(marked.group),  # the group the queue gave the original
             MessageDeduplicationId=marked.dedup_id,
         )
     except (BotoCoreError, ClientError) as exc:

@@ -13,18 +13,17 @@ redelivered by hand or through the API: the window is 4 days.
 from __future__ import annotations
 
 from exactly_once.core.errors import ConfigurationError, UnauthorizedError
-from exactly_once.core.events import InboundEvent
+from exactly_once.core.events import InboundEvent, unreadable_event
+from exactly_once.core.fifo import group_id
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.ingest.adapters.base import Split, WebhookAdapter
 from exactly_once.ingest.adapters.envelope import (
     body_digest,
     form_fields,
-    group_id,
     id_part,
     json_object,
     media_type,
-    quarantined,
 )
 from exactly_once.ingest.adapters.signing import hmac_sha256, matches_any, prefixed_hex, require
 from exactly_once.ingest.apigw import Request
@@ -68,7 +67,7 @@ class GitHubAdapter(WebhookAdapter):
         if delivery is None or body is None:
             key = f"github:{delivery}" if delivery else f"github:quarantine:{body_digest(raw)}"
             reason = "no X-GitHub-Delivery header" if delivery is None else "payload is not a JSON object"
-            return Split(events=[quarantined("github", key, "github:quarantine", raw, reason)])
+            return Split(events=[unreadable_event("github", raw, reason, key=key)])
         repository = body.get("repository")
         repo_name = repository.get("full_name") if isinstance(repository, dict) else None
         # One repository's deliveries in order (push after push); the rest by delivery.

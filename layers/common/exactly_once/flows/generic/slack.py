@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from exactly_once.core.errors import ConfigurationError, UnauthorizedError
-from exactly_once.core.events import InboundEvent
+from exactly_once.core.events import InboundEvent, unreadable_event
+from exactly_once.core.fifo import group_id
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.core.telemetry import Metric, counters, logger
@@ -26,11 +27,9 @@ from exactly_once.ingest.adapters.envelope import (
     as_dict,
     body_digest,
     form_fields,
-    group_id,
     id_part,
     json_object,
     media_type,
-    quarantined,
 )
 from exactly_once.ingest.adapters.signing import (
     SYSTEM_CLOCK,
@@ -118,8 +117,7 @@ class SlackAdapter(WebhookAdapter):
         else:
             body = json_object(raw)
         if body is None:
-            event = quarantined("slack", f"slack:quarantine:{digest}", "slack:quarantine", raw, "unreadable body")
-            return Split(events=[event])
+            return Split(events=[unreadable_event("slack", raw, "unreadable body")])
         event = self._event(body, digest)
         delivery = self._delivery(request, event.key)
         if delivery:

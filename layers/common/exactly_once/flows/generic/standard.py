@@ -20,11 +20,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exactly_once.core.errors import ConfigurationError, HttpError, UnauthorizedError
-from exactly_once.core.events import InboundEvent
+from exactly_once.core.events import InboundEvent, unreadable_event
+from exactly_once.core.fifo import group_id
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.ingest.adapters.base import Split, WebhookAdapter
-from exactly_once.ingest.adapters.envelope import MAX_ID, group_id, json_object, quarantined
+from exactly_once.ingest.adapters.envelope import MAX_ID, json_object
 from exactly_once.ingest.adapters.signing import (
     SYSTEM_CLOCK,
     Clock,
@@ -146,7 +147,8 @@ class StandardWebhooksAdapter(WebhookAdapter):
         group = group_id("standard", source, webhook_id)
         body = json_object(request.raw_body)
         if body is None:
-            return Split(events=[quarantined("standard", key, group, request.raw_body, "body is not a JSON object")])
+            reason = "body is not a JSON object"
+            return Split(events=[unreadable_event("standard", request.raw_body, reason, key=key, group=group)])
         kind = body.get("type") if isinstance(body.get("type"), str) and body.get("type") else "unknown"
         payload = {
             "source": source,

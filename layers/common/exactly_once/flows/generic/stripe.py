@@ -16,11 +16,12 @@ import re
 from collections.abc import Sequence
 
 from exactly_once.core.errors import ConfigurationError, UnauthorizedError
-from exactly_once.core.events import InboundEvent
+from exactly_once.core.events import InboundEvent, unreadable_event
+from exactly_once.core.fifo import group_id
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.ingest.adapters.base import Split, WebhookAdapter
-from exactly_once.ingest.adapters.envelope import body_digest, group_id, id_part, json_object, quarantined
+from exactly_once.ingest.adapters.envelope import id_part, json_object
 from exactly_once.ingest.adapters.signing import (
     SYSTEM_CLOCK,
     Clock,
@@ -94,10 +95,8 @@ class StripeAdapter(WebhookAdapter):
         body = json_object(request.raw_body)
         event_id = id_part(body.get("id")) if body is not None else None
         if body is None or event_id is None:
-            digest = body_digest(request.raw_body)
             reason = "body is not a Stripe event (a JSON object with an id)"
-            event = quarantined("stripe", f"stripe:quarantine:{digest}", "stripe:quarantine", request.raw_body, reason)
-            return Split(events=[event])
+            return Split(events=[unreadable_event("stripe", request.raw_body, reason)])
         data = body.get("data")
         obj = data.get("object") if isinstance(data, dict) else None
         object_id = id_part(obj.get("id")) if isinstance(obj, dict) else None

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from exactly_once.core.errors import BadRequestError, UnauthorizedError
-from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
+from exactly_once.core.events import InboundEvent, unreadable_event
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.ingest.adapters.base import Split, WebhookAdapter, secrets_equal
@@ -92,12 +92,9 @@ class GraphAdapter(WebhookAdapter):
         except (KeyError, TypeError, AttributeError):
             digest = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
             reason = "notification lacks subscriptionId, changeType or resourceData.id"
-            return InboundEvent(
-                "graph",
-                f"graph:quarantine:{digest}",
-                f"graph:subscription:{sub}",
-                QUARANTINE_KIND,
-                {"raw": json.dumps(item, ensure_ascii=False), "reason": reason},
+            raw = json.dumps(item, ensure_ascii=False)
+            return unreadable_event(
+                "graph", raw, reason, key=f"graph:quarantine:{digest}", group=f"graph:subscription:{sub}"
             )
         group = f"graph:mailbox:{mailbox_of(item) or sub}"
         return InboundEvent("graph", key, group, str(item["changeType"]), item)

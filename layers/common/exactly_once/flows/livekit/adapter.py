@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 
 from exactly_once.core.errors import BadRequestError, UnauthorizedError
-from exactly_once.core.events import InboundEvent, quarantine_event
+from exactly_once.core.events import InboundEvent, unreadable_event
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.ingest.adapters.base import QuarantinedBadRequestError, Split, WebhookAdapter, secrets_equal
@@ -105,14 +105,14 @@ class LiveKitAdapter(WebhookAdapter):
             body = request.json()
         except BadRequestError as exc:
             # Signed by LiveKit yet unreadable: keep the bytes (quarantine), then refuse.
-            event = quarantine_event(PROVIDER, request.raw_body, f"malformed JSON: {exc.message}")
+            event = unreadable_event(PROVIDER, request.raw_body, f"malformed JSON: {exc.message}")
             raise QuarantinedBadRequestError(exc.message, event, code=exc.code) from exc
         if not isinstance(body, dict):
-            event = quarantine_event(PROVIDER, request.raw_body, "body is not a JSON object")
+            event = unreadable_event(PROVIDER, request.raw_body, "body is not a JSON object")
             raise QuarantinedBadRequestError("body must be a JSON object", event, code="invalid_body")
         event_id, kind = body.get("id"), body.get("event")
         if not (isinstance(event_id, str) and event_id and isinstance(kind, str) and kind):
             # Authentic but not an event we can key: kept for a person, acknowledged so LiveKit stops.
-            raw = request.raw_body
-            return Split(events=[quarantine_event(PROVIDER, raw, "event without id or event type", room_group(body))])
+            reason = "event without id or event type"
+            return Split(events=[unreadable_event(PROVIDER, request.raw_body, reason, group=room_group(body))])
         return Split(events=[InboundEvent(PROVIDER, f"livekit:{event_id}", room_group(body), kind, body)])

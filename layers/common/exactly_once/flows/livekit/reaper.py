@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once.core import aws, store
 from exactly_once.core.crash import crashpoint
+from exactly_once.core.errors import QueueUnavailableError
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.fifo import EventQueue
 from exactly_once.core.telemetry import Metric, counters, logger
@@ -69,7 +70,7 @@ def reap(conn: psycopg.Connection[Any]) -> int:
     if redrive:
         try:
             refused = EventQueue(os.environ["EVENTS_QUEUE_URL"], aws.sqs()).send(redrive)
-        except (BotoCoreError, ClientError, KeyError):
+        except (QueueUnavailableError, BotoCoreError, ClientError, KeyError):
             # The rows keep their re-drive time: the next tick after it tries again.
             logger.exception("re-drive not enqueued", extra={"keys": [e.key for e in redrive]})
             return len(rows)

@@ -2,6 +2,9 @@
 
 Both call ``mailbox_jobs.create`` with ``mailbox_jobs.job_id(user, slot)``; the store
 refuses a second pending job for a user, so a tick racing ten triggers makes one job.
+
+A refused trigger raises the flow's own errors (``UnknownUserError``, ``JobConflictError``); the
+job trigger function decides how they are answered over HTTP.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from exactly_once.core.crash import crashpoint
-from exactly_once.core.errors import HttpError
+from exactly_once.core.errors import ExactlyOnceError
 from exactly_once.core.queries import q
 from exactly_once.core.settings import env_int
 from exactly_once.core.telemetry import Metric, counters, logger
@@ -27,18 +30,25 @@ if TYPE_CHECKING:
 DUE_PER_TICK = 1000  # due users a tick creates jobs for (the next tick takes the rest)
 
 
-class UnknownUserError(HttpError):
+class UnknownUserError(ExactlyOnceError):
     """No mailbox configuration for this user."""
 
+    code = "unknown_user"
+
     def __init__(self, user_id: str) -> None:
-        super().__init__(404, "unknown_user", f"no mailbox configuration for user {user_id}")
+        self.user_id = user_id
+        self.message = f"no mailbox configuration for user {user_id}"
+        super().__init__(self.message)
 
 
-class JobConflictError(HttpError):
-    """The store refused a new job; ``job_status`` says why."""
+class JobConflictError(ExactlyOnceError):
+    """The store refused a new job: ``code`` says why (job_pending, mailbox_disabled, slot_already_processed),
+    ``job_status`` where the user's jobs stand."""
 
     def __init__(self, code: str, message: str, job_status: JobStatus) -> None:
-        super().__init__(409, code, message)
+        super().__init__(message)
+        self.code = code
+        self.message = message
         self.job_status = job_status
 
 

@@ -16,11 +16,12 @@ import os
 from typing import Any
 
 from exactly_once.core.errors import ConfigurationError, UnauthorizedError
-from exactly_once.core.events import InboundEvent
+from exactly_once.core.events import InboundEvent, unreadable_event
+from exactly_once.core.fifo import group_id
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.ingest.adapters.base import Split, WebhookAdapter, secrets_equal
-from exactly_once.ingest.adapters.envelope import body_digest, group_id, id_part, json_object, quarantined
+from exactly_once.ingest.adapters.envelope import body_digest, id_part, json_object
 from exactly_once.ingest.apigw import Request
 
 DEFAULT_HEADER = "X-Webhook-Secret"
@@ -64,10 +65,7 @@ class UnipileAdapter(WebhookAdapter):
         body = json_object(request.raw_body)
         digest = body_digest(request.raw_body)
         if body is None:
-            event = quarantined(
-                "unipile", f"unipile:quarantine:{digest}", "unipile:quarantine", request.raw_body, "not a JSON object"
-            )
-            return Split(events=[event])
+            return Split(events=[unreadable_event("unipile", request.raw_body, "not a JSON object")])
         return Split(events=[self._event(body, digest)])
 
     def _event(self, body: dict[str, Any], digest: str) -> InboundEvent:

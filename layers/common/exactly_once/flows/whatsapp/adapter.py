@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from exactly_once.core.errors import ForbiddenError, UnauthorizedError
-from exactly_once.core.events import QUARANTINE_KIND, InboundEvent, quarantine_event
+from exactly_once.core.events import QUARANTINE_KIND, InboundEvent, unreadable_event
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.ingest.adapters.base import Split, WebhookAdapter, secrets_equal
@@ -189,25 +189,17 @@ def _status_event(context: dict[str, Any], phone_number_id: str, status: Any) ->
 
 def _quarantine_item(item: Any, reason: str) -> InboundEvent:
     """One unreadable item, keyed by the digest of all of it (``events.storable`` bounds a large one's raw text)."""
-    text = json.dumps(item, ensure_ascii=False, sort_keys=True)
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # a \ud800 escape stays hashable
-    return InboundEvent(
-        PROVIDER,
-        f"whatsapp:quarantine:{digest}",
-        "whatsapp:quarantine",
-        QUARANTINE_KIND,
-        {"raw": text, "reason": reason},
-    )
+    return unreadable_event(PROVIDER, json.dumps(item, ensure_ascii=False, sort_keys=True), reason)
 
 
 def _quarantine_body(raw: bytes, reason: str) -> InboundEvent:
     """The whole body for the quarantine, under the digest of its bytes (a re-delivery is the same row).
 
     ``events.storable`` truncates a body too large to queue (Meta posts up to 3 MB)."""
-    event = quarantine_event(PROVIDER, raw, reason)
+    event = unreadable_event(PROVIDER, raw, reason)
     if b"\x00" not in raw:
         return event
-    # Postgres text cannot hold NUL: quarantine_event shows them as U+FFFD; say so.
+    # Postgres text cannot hold NUL: unreadable_event shows them as U+FFFD; say so.
     return InboundEvent(
         event.provider,
         event.key,

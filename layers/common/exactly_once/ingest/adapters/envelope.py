@@ -1,33 +1,24 @@
-"""Building events out of an authenticated delivery: keys, FIFO groups, and the quarantine fallback."""
+"""Reading an authenticated delivery and keying its events.
+
+FIFO groups come from ``core.fifo.group_id`` and the quarantine fallback from ``core.events.unreadable_event``:
+one rule each, shared with the queue and the pipeline.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 from urllib.parse import parse_qs
 
-from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
 from exactly_once.ingest.apigw import Request
 
-# SQS MessageGroupId: 1-128 characters, alphanumerics and ASCII punctuation only.
-_NOT_GROUP_CHAR = re.compile(r"[^A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]")
-_MAX_GROUP = 128
 #: Longest provider id we put in a key as is; longer ones are hashed (keys land in DynamoDB and Postgres).
 MAX_ID = 256
 
 
 def body_digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-def group_id(*parts: object) -> str:
-    """A FIFO message group from ids, made safe for SQS (hashed if too long)."""
-    text = _NOT_GROUP_CHAR.sub("_", ":".join(str(p) for p in parts if p not in (None, "")))
-    if len(text) <= _MAX_GROUP:
-        return text or "default"
-    return text[:60] + ":" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def id_part(value: object) -> str | None:
@@ -63,17 +54,3 @@ def form_fields(raw: bytes) -> dict[str, str]:
 
 def media_type(request: Request) -> str:
     return (request.header("content-type") or "").split(";", 1)[0].strip().lower()
-
-
-def quarantined(provider: str, key: str, group: str, raw: bytes, reason: str) -> InboundEvent:
-    """An authenticated delivery nobody can process: carried to the worker's quarantine, never dropped.
-
-    It keeps the provider's own key when there is one, so the provider's retries of it stay duplicates.
-    """
-    return InboundEvent(
-        provider=provider,
-        key=key,
-        group=group,
-        kind=QUARANTINE_KIND,
-        payload={"raw": raw.decode("utf-8", "replace"), "reason": reason},
-    )
