@@ -85,7 +85,7 @@ def test_worker_crash_after_commit_before_ack_is_a_counted_duplicate(stack, db):
     add_mail(stack, "m7", "<m7@example.com>")
     it = item("m7")
     message = InboundEvent("graph", item_key(it), "graph:mailbox:u", "created", it).to_message()
-    env = {**stack.env, "EO_CRASH_AT": "graph.worker.after_commit"}
+    env = {**stack.env, "EO_CRASH_AT": "graph.worker.after_commit_one"}
     with pytest.raises(Exception):  # noqa: B017 - BrokenProcessPool from the SIGKILL
         run_parallel(work, [(env, [message], time.time())], 1)
     assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
