@@ -69,7 +69,7 @@ class Proof:
                 "cases": cases,
                 "processes": processes if processes is not None else seen.spawned + 1,
                 "crashes": crashes if crashes is not None else len(seen.kills),
-                "in_flight": seen.in_flight,
+                "in_flight": seen.in_flight or None,  # None: nothing measured (no storm in this proof)
                 "held": held,
             }
         )

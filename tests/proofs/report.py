@@ -206,7 +206,7 @@ def render(
         held = row["held"] if status == "passed" else f"**{status}**: {row['held']}"
         lines.append(
             f"| {row['flow']} | {KINDS.get(row['kind'], row['kind'])} | {_cell(row['name'])} | {row['cases']} | "
-            f"{row['processes']} | {row['crashes']} | {row.get('in_flight', 0)} | {_cell(held)} |"
+            f"{row['processes']} | {row['crashes']} | {row.get('in_flight') or '-'} | {_cell(held)} |"
         )
     lines += ["", "</details>"]
     return Report("\n".join(lines), problems)
@@ -239,7 +239,7 @@ def _summary(
             f["crash"] |= {k["name"] for k in docs[test].get("kills", [])}
         elif kind == "concurrency":
             f["storm"] += row["cases"]
-            f["at_once"] = max(f["at_once"], int(row.get("in_flight", 0)))
+            f["at_once"] = max(f["at_once"], int(row.get("in_flight") or 0))
         elif kind == "window":
             f["window"] += row["cases"]
         elif kind == "hostile":

@@ -11,7 +11,7 @@ import time_machine
 from exactly_once.core.events import InboundEvent
 from exactly_once.flows.graph.adapter import item_key
 from tests.graph_support import HEADERS, URL, add_mail, body, item, post
-from tests.proofs.concurrency_support import COPIES, SPREAD_HOURS, http_storm, worker_storm
+from tests.proofs.concurrency_support import COPIES, PROCESSES, SPREAD_HOURS, THREADS, http_storm, worker_storm
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +20,10 @@ def test_hundred_identical_deliveries_from_four_processes_make_one_ticket(stack,
     add_mail(stack, "s1", "<s1@example.com>")
     payload = body(item("s1")).encode()
     # WHEN 100 identical notifications hit the real ingest handler from 4 processes at once
-    statuses = http_storm(stack.env, "GraphIngestFunction", ("POST", URL, payload, HEADERS))
+    storm = http_storm(stack.env, "GraphIngestFunction", ("POST", URL, payload, HEADERS))
     # THEN all are acknowledged, ingest let one through, one ticket
-    assert statuses == [202] * COPIES
+    assert storm.statuses == [202] * COPIES  # each delivery's final answer (a 503 in_progress is retried)
+    assert storm.in_flight >= 2
     assert stack.queue_depth("EventsQueue") == 1
     stack.drain()
     assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
@@ -30,9 +31,10 @@ def test_hundred_identical_deliveries_from_four_processes_make_one_ticket(stack,
     proof.record(
         kind="concurrency",
         flow="graph",
-        name="100 identical deliveries at once (ingest)",
+        name=f"{COPIES} identical deliveries at once (ingest), {PROCESSES} processes x {THREADS} threads",
         cases=COPIES,
-        held="100 x 202, 1 queued, 1 ticket, 1 Graph fetch",
+        held=f"{storm.statuses.count(202)} x 202, 1 queued, 1 ticket, 1 Graph fetch"
+        + f"; {storm.in_flight} in flight at once, {storm.retried} x 503 in_progress retried",
     )
 
 
@@ -41,7 +43,9 @@ def test_hundred_identical_messages_racing_four_workers_make_one_ticket(stack, d
     it = item("s2")
     message = InboundEvent("graph", item_key(it), "graph:mailbox:u", "created", it).to_message()
     # WHEN ingest is bypassed: 100 copies of the message reach 4 worker processes at once
-    failures = worker_storm(stack.env, message)
+    storm = worker_storm(stack.env, message)
+    failures = sum(storm.statuses)
+    assert len(storm.statuses) == COPIES and storm.in_flight >= 2
     # THEN Postgres alone keeps it to one ticket, and every copy is settled (none retried forever)
     assert failures == 0
     assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
@@ -50,9 +54,9 @@ def test_hundred_identical_messages_racing_four_workers_make_one_ticket(stack, d
     proof.record(
         kind="concurrency",
         flow="graph",
-        name="100 identical queue messages, 4 workers (Postgres only)",
+        name=f"{COPIES} identical queue messages, {PROCESSES} worker processes x {THREADS} threads (Postgres only)",
         cases=COPIES,
-        held="0 failures, 1 ticket, 0 quarantined",
+        held=f"{failures} failures, 1 ticket, 0 quarantined; {storm.in_flight} in flight at once",
     )
 
 

@@ -10,7 +10,7 @@ import time_machine
 from devstack.fakes import Behaviour
 from exactly_once.core.events import InboundEvent
 from tests.livekit_support import FUNCTION, URL, add_feedback, encode, feedback_row, headers, post, room_event
-from tests.proofs.concurrency_support import COPIES, SPREAD_HOURS, http_storm, worker_storm
+from tests.proofs.concurrency_support import COPIES, PROCESSES, SPREAD_HOURS, THREADS, http_storm, worker_storm
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +21,10 @@ def test_hundred_identical_room_finished_deliveries_from_four_processes_make_one
     fid = add_feedback(db)
     raw = encode(room_event(event_id="EV_storm_100"))
     # WHEN LiveKit's webhook hits the real ingest handler 100 times at once from 4 processes
-    statuses = http_storm(stack.env, FUNCTION, ("POST", URL, raw, headers(raw)))
+    storm = http_storm(stack.env, FUNCTION, ("POST", URL, raw, headers(raw)))
     # THEN all are answered 200, ingest let one through, and the model was asked once
-    assert statuses == [200] * COPIES
+    assert storm.statuses == [200] * COPIES  # each delivery's final answer (a 503 in_progress is retried)
+    assert storm.in_flight >= 2
     assert stack.queue_depth("EventsQueue") == 1
     stack.drain()
     assert stack.fakes.count("llm.chat", ROOM) == 1
@@ -31,9 +32,10 @@ def test_hundred_identical_room_finished_deliveries_from_four_processes_make_one
     proof.record(
         kind="concurrency",
         flow="livekit",
-        name="100 identical room_finished at once (ingest)",
+        name=f"{COPIES} identical room_finished at once (ingest), {PROCESSES} processes x {THREADS} threads",
         cases=COPIES,
-        held="100 x 200, 1 queued, 1 completed analysis, 1 LLM call",
+        held=f"{storm.statuses.count(200)} x 200, 1 queued, 1 completed analysis, 1 LLM call"
+        + f"; {storm.in_flight} in flight at once, {storm.retried} x 503 in_progress retried",
     )
 
 
@@ -43,7 +45,9 @@ def test_hundred_identical_messages_racing_four_workers_make_one_analysis(stack,
     message = InboundEvent("livekit", "livekit:EV_storm_workers", f"livekit:room:{ROOM}", "room_finished", body)
     stack.fakes.behaviours["llm.chat"] = Behaviour(delay=0.5)  # the claim is held while the copies arrive
     # WHEN ingest is bypassed: 100 copies reach 4 worker processes at once (only the Postgres claim can stop them)
-    failures = worker_storm(stack.env, message.to_message())
+    storm = worker_storm(stack.env, message.to_message())
+    failures = sum(storm.statuses)
+    assert len(storm.statuses) == COPIES and storm.in_flight >= 2
     # THEN one claim won, every other copy was acknowledged as a duplicate, and the model was asked once
     assert failures == 0
     assert stack.fakes.count("llm.chat", ROOM) == 1
@@ -53,9 +57,10 @@ def test_hundred_identical_messages_racing_four_workers_make_one_analysis(stack,
     proof.record(
         kind="concurrency",
         flow="livekit",
-        name="100 identical queue messages, 4 workers (Postgres claim only)",
+        name=f"{COPIES} identical queue messages, {PROCESSES} worker processes x {THREADS} threads (claim only)",
         cases=COPIES,
-        held="0 failures, 1 claim, 1 LLM call, 99 duplicates acknowledged",
+        held=f"{failures} failures, 1 claim, 1 LLM call, {COPIES - 1} duplicates acknowledged; "
+        f"{storm.in_flight} in flight at once",
     )
 
 
