@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import re
+import sys
+import time
 import types
 from pathlib import Path
 
@@ -58,3 +60,35 @@ def test_the_documented_adapter_refuses_stale_future_and_forged(acme, stamp, sec
 def test_the_documented_adapter_quarantines_what_it_cannot_read(acme):
     (event,) = acme.AcmeAdapter(SECRET).split(delivery(b"[1, 2]")).events
     assert event.kind == QUARANTINE_KIND
+
+
+@pytest.fixture
+def acme_flow(monkeypatch) -> types.ModuleType:
+    """The README's folder, as Python would import it: flows/acme/adapter.py and flows/acme/__init__.py."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    (adapter_source,) = [b for b in blocks if "class AcmeAdapter" in b]
+    (declaration,) = [b for b in blocks if "FLOW = Flow(" in b and "acme" in b]
+    package = types.ModuleType("exactly_once.flows.acme")
+    package.__path__ = []  # a package: its parts are imported as submodules
+    adapter = types.ModuleType("exactly_once.flows.acme.adapter")
+    exec(compile(adapter_source, str(DOC), "exec"), adapter.__dict__)
+    monkeypatch.setitem(sys.modules, "exactly_once.flows.acme", package)
+    monkeypatch.setitem(sys.modules, "exactly_once.flows.acme.adapter", adapter)
+    exec(compile(declaration, str(DOC), "exec"), package.__dict__)
+    return package
+
+
+def test_the_documented_declaration_names_parts_that_load(acme_flow, monkeypatch):
+    from exactly_once.flows.generic import processor
+    from exactly_once.worker import EventWorker
+
+    (provider,) = acme_flow.FLOW.providers
+    assert (provider.name, provider.route) == ("acme", "/webhooks/acme")
+    factory = provider.adapter.load()
+    assert factory.__self__.__name__ == "AcmeAdapter" and factory.__self__.provider == "acme"
+    monkeypatch.setenv("ACME_WEBHOOK_SECRET", SECRET)
+    adapter = factory()
+    body = json.dumps({"id": "ev_2", "type": "invoice.paid"}).encode()
+    adapter.authenticate(delivery(body, stamp=int(time.time())))
+    # The worker settles the provider's events with the processor the declaration names.
+    assert EventWorker({"acme": provider}).processor("acme") is processor.process
