@@ -1,5 +1,5 @@
-"""The race of the LiveKit feedback incident and what it left open: identical room_finished deliveries at once from several
-processes, a worker killed while holding the claim, and a stale worker answering after its lease."""
+"""The race of the LiveKit feedback incident and what it left open: identical room_finished deliveries at once
+from several processes, a worker killed while holding the claim, and a stale worker answering after its lease."""
 
 from __future__ import annotations
 

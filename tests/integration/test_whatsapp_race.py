@@ -1,5 +1,5 @@
-"""The race of the WhatsApp double-reply incident: Meta delivers the same messages twice within milliseconds (here: 20 times
-from 4 processes), workers race on the same events, and Meta re-delivers a week later, past the
+"""The race of the WhatsApp double-reply incident: Meta delivers the same messages twice within milliseconds
+(here: 20 times from 4 processes), workers race on the same events, and Meta re-delivers a week later, past the
 ingest window -> one stored message and one reply per message, counted at the fake WhatsApp API."""
 
 from __future__ import annotations
