@@ -226,3 +226,53 @@ def test_a_batch_with_copies_inside_is_deduped_concurrently_at_ingest(stack, db)
     stack.drain()
     assert db.execute("SELECT count(*) FROM whatsapp_messages").fetchone()[0] == 40
     assert db.execute("SELECT count(*) FROM send_queue").fetchone()[0] == 40
+
+
+def test_routine_fields_are_recorded_once_and_counted_not_quarantined(stack, db, capsys):
+    from exactly_once.core.telemetry import Metric
+    from exactly_once.flows.whatsapp import processor
+    from exactly_once.flows.whatsapp.adapter import WhatsAppAdapter
+    from exactly_once.ingest.apigw import Request
+    from tests import emf
+    from tests.harness import TEST_SECRETS
+
+    # GIVEN a template approved and a quality downgrade, on the webhook the bot listens to, sent twice by Meta
+    template = {
+        "event": "APPROVED",
+        "message_template_id": 1234567,
+        "message_template_name": "order_update",
+        "message_template_language": "en_US",
+        "reason": "NONE",
+        "message_template_category": "UTILITY",
+    }
+    quality = {"display_phone_number": "15550783881", "event": "DOWNGRADE", "current_limit": "TIER_1K"}  # fmt: skip
+    body = envelope(
+        {
+            **entry(
+                {"field": "message_template_status_update", "value": template},
+                {"field": "phone_number_quality_update", "value": quality},
+            ),
+            "time": 1795334400,
+        }
+    )
+    capsys.readouterr()
+    assert post(stack, body).json() == {"accepted": 2, "duplicates": 0, "rejected": 0}
+    assert post(stack, body).json() == {"accepted": 0, "duplicates": 2, "rejected": 0}
+    stack.drain()
+    # THEN each is one event_log row of its field kind, with its payload (a REJECTED reason is read there)
+    rows = db.execute(
+        "SELECT kind, outcome, payload->'value'->>'event' FROM event_log WHERE provider = 'whatsapp' ORDER BY kind"
+    ).fetchall()
+    assert rows == [
+        ("field:message_template_status_update", "recorded", "APPROVED"),
+        ("field:phone_number_quality_update", "recorded", "DOWNGRADE"),
+    ]
+    # AND nothing went to quarantine (its alarm stays quiet) and the updates are counted
+    assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+    assert emf.emitted(capsys)[("whatsapp", Metric.FIELD_UPDATES)] == 2
+    # AND a re-delivery past ingest (window expired, SQS redelivery) only counts another delivery
+    raw = meta_bytes(body)
+    request = Request(method="POST", path="/webhooks/whatsapp", raw_body=raw, headers={}, query={})
+    events = WhatsAppAdapter(TEST_SECRETS["WHATSAPP_APP_SECRET"], "t").split(request).events
+    assert [processor.process(e) for e in events] == ["duplicate", "duplicate"]
+    assert db.execute("SELECT sum(deliveries) FROM event_log WHERE kind LIKE 'field:%'").fetchone()[0] == 4

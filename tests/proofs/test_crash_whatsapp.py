@@ -108,6 +108,19 @@ def crash_status_after_commit(stack: Any, db: Any) -> str:
     return "S"
 
 
+def crash_field_after_record(stack: Any, db: Any) -> str:
+    """A template status update rides in the same POST as the messages; the worker dies after recording it."""
+    update = {"event": "APPROVED", "message_template_id": 1234, "message_template_name": "welcome", "reason": "NONE"}
+    body = envelope(entry(change(messages=[text_message(f"wamid.F{i}", w) for i, w in enumerate(WORDS)])))
+    body["entry"][0]["changes"].append({"field": "message_template_status_update", "value": update})
+    assert post(stack, meta_bytes(body)).status == 200
+    kill_poll(stack, "whatsapp.field.after_record")
+    _settle(stack, db)
+    recorded = db.execute("SELECT kind, outcome, deliveries FROM event_log WHERE kind LIKE 'field:%'").fetchall()
+    assert [(kind, outcome) for kind, outcome, _ in recorded] == [("field:message_template_status_update", "recorded")]
+    return "F"
+
+
 SCENARIOS: dict[str, Callable[[Any, Any], str]] = {
     "whatsapp.ingest.after_dedup": crash_ingest_after_dedup,
     "whatsapp.ingest.after_enqueue": crash_ingest_after_enqueue,
@@ -116,6 +129,7 @@ SCENARIOS: dict[str, Callable[[Any, Any], str]] = {
     "whatsapp.worker.after_commit": crash_worker_after_commit,
     "whatsapp.worker.after_relay": crash_worker_after_relay,
     "whatsapp.status.after_commit": crash_status_after_commit,
+    "whatsapp.field.after_record": crash_field_after_record,
 }
 
 

@@ -46,6 +46,7 @@ class Metric:
     REPLIES_ENQUEUED = "RepliesEnqueued"  # WhatsApp: bot replies put in the send queue
     STATUSES_APPLIED = "StatusesApplied"  # delivery statuses that moved a message forward
     STATUSES_STALE = "StatusesStale"  # late or repeated statuses that changed nothing
+    FIELD_UPDATES = "FieldUpdatesRecorded"  # WhatsApp: routine webhook fields (template, account, quality) recorded
     FAILED = "EventsFailed"  # a processor raised: SQS retries the message, then the DLQ keeps it
     REPLAYED = "EventsReplayed"  # operator replays the worker received (exactly-once quarantine replay)
     OPEN_QUARANTINE = "OpenQuarantine"  # gauge: quarantine rows awaiting an operator (ops_gauges, every minute)

@@ -16,6 +16,7 @@ from exactly_once.flows.whatsapp.adapter import (
     DEFAULT_DEDUP_WINDOW_SECONDS,
     WhatsAppAdapter,
     _quarantine_item,
+    field_key,
     message_key,
     signature,
     status_key,
@@ -178,9 +179,9 @@ def test_split_never_raises_on_any_signed_json(body):
     events = adapter().split(request(raw)).events
     for event in events:
         # every event is either one the worker can key and order, or a quarantine carrying the raw text
-        assert event.key.startswith(("whatsapp:msg:", "whatsapp:status:", "whatsapp:quarantine:"))
+        assert event.key.startswith(("whatsapp:msg:", "whatsapp:status:", "whatsapp:field:", "whatsapp:quarantine:"))
         assert event.group.startswith("whatsapp:")
-        assert event.kind == QUARANTINE_KIND or event.key.split(":")[1] in ("msg", "status")
+        assert event.kind == QUARANTINE_KIND or event.key.split(":")[1] in ("msg", "status", "field")
         json.dumps(event.payload)  # it must travel as an SQS message
 
 
@@ -206,3 +207,49 @@ def test_whatsapp_quarantine_items_are_bounded_and_keyed_by_the_whole_item():
 def test_a_whatsapp_item_with_a_lone_surrogate_is_quarantined_not_a_crash():
     event = storable(_quarantine_item({"id": "\ud800"}, "entry has no changes[] array"))
     event.to_message().encode("utf-8")
+
+
+TEMPLATE_APPROVED = {
+    "event": "APPROVED",
+    "message_template_id": 1234567,
+    "message_template_name": "order_update",
+    "message_template_language": "en_US",
+    "reason": "NONE",
+    "message_template_category": "UTILITY",
+}
+
+
+def _routine(*changes: dict, time: int = 1795334400) -> bytes:
+    return meta_bytes(envelope({**entry(*changes), "time": time}))
+
+
+def test_routine_fields_become_field_events_keyed_by_entry_and_change():
+    # GIVEN Meta's routine updates on the messages webhook: a template approved, an account and a quality update
+    template = {"field": "message_template_status_update", "value": TEMPLATE_APPROVED}
+    account = {"field": "account_update", "value": {"phone_number": "15550783881", "event": "VERIFIED_ACCOUNT"}}
+    quality = {"field": "phone_number_quality_update", "value": {"display_phone_number": "15550783881",
+               "event": "FLAGGED", "current_limit": "TIER_10K"}}  # fmt: skip
+    events = adapter().split(request(_routine(template, account, quality))).events
+    # THEN each is one readable event, not a quarantine
+    assert [e.kind for e in events] == [
+        "field:message_template_status_update",
+        "field:account_update",
+        "field:phone_number_quality_update",
+    ]
+    first = events[0]
+    assert first.key == field_key(WABA, 1795334400, "message_template_status_update", TEMPLATE_APPROVED)
+    assert first.group == f"whatsapp:{WABA}:message_template_status_update"
+    assert first.payload == {"waba_id": WABA, "time": 1795334400, "field": "message_template_status_update",
+                             "value": TEMPLATE_APPROVED}  # fmt: skip
+    # AND Meta's retry of the same POST gives the same keys; the same update at another time is another event
+    again = adapter().split(request(_routine(template, account, quality))).events
+    assert [e.key for e in again] == [e.key for e in events]
+    later = adapter().split(request(_routine(template, time=1795334460))).events
+    assert later[0].key != first.key
+
+
+@pytest.mark.parametrize("field", [None, 7, "", "Account Update", "x" * 65, "messages\u0000"])
+def test_a_change_without_a_readable_field_name_is_still_quarantined(field):
+    events = adapter().split(request(_routine({"field": field, "value": {"event": "X"}}))).events
+    assert [e.kind for e in events] == [QUARANTINE_KIND]
+    assert "no readable field name" in events[0].payload["reason"]

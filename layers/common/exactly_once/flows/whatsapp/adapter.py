@@ -4,8 +4,11 @@ Handshake: ``GET ?hub.mode=subscribe&hub.verify_token=..&hub.challenge=..`` -> 2
 with the challenge when the token matches (constant time); anything else -> 403.
 Auth: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``, over the bytes
 as received (Meta signs escaped-unicode JSON), constant time, else 401.
-Split: every ``entry[].changes[].value`` carries ``messages[]`` (key: the wamid) and
-``statuses[]`` (key: the wamid and the status). Meta retries for up to 7 days, so the
+Split: every ``entry[].changes[].value`` of field ``messages`` carries ``messages[]`` (key: the
+wamid) and ``statuses[]`` (key: the wamid and the status). Every other field Meta sends on the same
+webhook (``message_template_status_update``, ``account_update``, ``phone_number_quality_update``, ...)
+is routine traffic: one ``field:<name>`` event, keyed by the digest of the entry and the change, that
+the worker records once in the event log. Meta retries for up to 7 days, so the
 ingest window defaults to 8. Only HTTP 200 counts as delivered: duplicates get 200 too.
 A signed body that cannot be read (bad JSON, unknown shapes) is answered 200 and carried
 to the quarantine with its raw text and the reason: Meta has no API to fetch it again.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Any
 
 from exactly_once.core.errors import ForbiddenError, UnauthorizedError
@@ -35,6 +39,8 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 #: Dedup writes in flight at once for one POST (each a DynamoDB conditional write).
 DEDUP_WORKERS = 10
 _MAX_CHALLENGE = 1024
+#: A webhook field name as Meta spells them (``account_update``, ``message_template_status_update``).
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def message_key(wamid: str) -> str:
@@ -43,6 +49,16 @@ def message_key(wamid: str) -> str:
 
 def status_key(wamid: str, status: str) -> str:
     return f"whatsapp:status:{wamid}:{status}"
+
+
+def field_key(waba_id: str, entry_time: Any, field: str, value: dict[str, Any]) -> str:
+    """A routine field update has no id of its own: the digest of who, when and what.
+
+    Meta's retry of a POST carries the same entry and change, so the same key; the same update
+    sent again later (another ``entry.time``) is another event, as it is for Meta.
+    """
+    basis = json.dumps([waba_id, entry_time, field, value], ensure_ascii=False, sort_keys=True, default=str)
+    return f"whatsapp:field:{field}:{hashlib.sha256(basis.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 def conversation_group(phone_number_id: str, wa_id: str) -> str:
@@ -129,18 +145,21 @@ class WhatsAppAdapter(WebhookAdapter):
                 events.append(_quarantine_item(entry, "entry has no changes[] array"))
                 continue
             for change in changes:
-                events.extend(_change_events(str(entry.get("id") or ""), change))
+                events.extend(_change_events(str(entry.get("id") or ""), entry.get("time"), change))
         updates = sum(1 for e in events if e.kind != QUARANTINE_KIND)
         if updates > self.max_updates:
             return Split(events=[_quarantine_body(raw, f"{updates} updates in one POST (Meta sends <= 1000)")])
         return Split(events=events)
 
 
-def _change_events(waba_id: str, change: Any) -> list[InboundEvent]:
+def _change_events(waba_id: str, entry_time: Any, change: Any) -> list[InboundEvent]:
     if not isinstance(change, dict) or not isinstance(change.get("value"), dict):
         return [_quarantine_item(change, "change has no value object")]
-    if change.get("field") != "messages":
-        return [_quarantine_item(change, f"unsupported webhook field {change.get('field')!r}")]
+    field = change.get("field")
+    if field != "messages":
+        if not isinstance(field, str) or not _FIELD_NAME.fullmatch(field):
+            return [_quarantine_item(change, f"change has no readable field name: {field!r}")]
+        return [_field_event(waba_id, entry_time, field, change["value"])]
     value = change["value"]
     metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
     phone_number_id = str(metadata.get("phone_number_id") or "")
@@ -184,6 +203,20 @@ def _status_event(context: dict[str, Any], phone_number_id: str, status: Any) ->
         conversation_group(phone_number_id, recipient),
         f"status:{status['status']}",
         {**context, "status": status},
+    )
+
+
+def _field_event(waba_id: str, entry_time: Any, field: str, value: dict[str, Any]) -> InboundEvent:
+    """Routine traffic on the webhook (template, account, quality updates): recorded, never quarantined.
+
+    One FIFO group per (business account, field): a template's APPROVED then PAUSED stay in order.
+    """
+    return InboundEvent(
+        PROVIDER,
+        field_key(waba_id, entry_time, field, value),
+        f"whatsapp:{waba_id or 'unknown'}:{field}",
+        f"field:{field}",
+        {"waba_id": waba_id, "time": entry_time, "field": field, "value": value},
     )
 
 

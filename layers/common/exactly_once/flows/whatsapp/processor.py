@@ -10,6 +10,9 @@ under the work. After commit the reply is relayed to the send queue's SQS FIFO; 
 fails, the send queue's sweeper relays it.
 
 A status: one upsert that only moves the delivery status forward (see sql/whatsapp.sql).
+
+A routine field update (``field:<name>``: template status, account, quality updates): its record
+in the event log is the effect (``INSERT .. ON CONFLICT``, payload kept), counted per field kind.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def process(event: InboundEvent) -> str:
         return _status(event)
     if event.kind.startswith("message:"):
         return _message(event)
+    if event.kind.startswith("field:"):
+        return _field(event)
     raise PermanentEventError(f"unknown WhatsApp event kind {event.kind!r}")
 
 
@@ -148,3 +153,21 @@ def _status(event: InboundEvent) -> str:
     crashpoint("whatsapp.status.after_commit")
     counters.incr(PROVIDER, Metric.STATUSES_APPLIED if result.applied else Metric.STATUSES_STALE)
     return outcome
+
+
+def _field(event: InboundEvent) -> str:
+    """Recorded once with its payload (an operator reads a template's REJECTED reason there)."""
+    conn = db.connection()
+    try:
+        with conn.transaction():
+            deliveries = store.record_event(conn, event, "recorded")
+    except psycopg.errors.DataError as exc:
+        raise PermanentEventError(f"field update cannot be stored: {exc}") from exc
+    crashpoint("whatsapp.field.after_record")
+    if deliveries > 1:
+        counters.incr(PROVIDER, Metric.DUP_DATABASE)
+        logger.info("duplicate stopped", extra={"layer": "event_log", "deliveries": deliveries})
+        return "duplicate"
+    counters.incr(PROVIDER, Metric.FIELD_UPDATES)
+    logger.info("field update recorded", extra={"field": event.kind.removeprefix("field:")})
+    return "recorded"
