@@ -124,6 +124,7 @@ def run(url: str, moto_url: str, dovecot: Dovecot, proxy: CountingImapProxy) -> 
             "AWS_SECRET_ACCESS_KEY": "testing",
             "DATABASE_URL": url,
             "POWERTOOLS_LOG_LEVEL": "ERROR",
+            "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # the dovecot on loopback speaks plain IMAP
         }
     )
     add_code_paths()
@@ -145,7 +146,7 @@ def run(url: str, moto_url: str, dovecot: Dovecot, proxy: CountingImapProxy) -> 
     setup.execute(NAIVE_SCHEMA)
     users = []
     for u in range(USERS):
-        user_id, login, secret = f"bench{u}", f"bench{u}-{uuid.uuid4().hex[:6]}", f"MAILBOX_PASSWORD_BENCH{u}"
+        user_id, login, secret = f"bench{u}", f"bench{u}-{uuid.uuid4().hex[:6]}", f"IMAP_PASSWORD_BENCH{u}"
         password = uuid.uuid4().hex
         os.environ[secret] = password
         dovecot.add_user(login, password)
@@ -205,7 +206,7 @@ def run(url: str, moto_url: str, dovecot: Dovecot, proxy: CountingImapProxy) -> 
         by_user = {u[0]: u for u in users}
         for _jid, uid in queued:
             _, login, password = by_user[uid]
-            account = ImapAccount(proxy.host, proxy.port, login, password, use_ssl=False)
+            account = ImapAccount(proxy.host, proxy.port, login, password, use_ssl=False, allow_plaintext=True)
             # no claim: every worker that receives the job reads the mailbox
             _race([lambda a=account: fetch_since(a, None) for _ in range(WORKERS)])
         setup.execute("UPDATE naive_jobs SET status = 'done' WHERE status = 'queued'")

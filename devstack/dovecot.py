@@ -40,6 +40,8 @@ class Dovecot:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="eo-dovecot-")))
     port: int = field(default_factory=_free_port)
     users: dict[str, str] = field(default_factory=dict)
+    #: (certificate chain, key) PEM files: IMAP over TLS only on ``port`` (imaps), instead of plain IMAP
+    tls: tuple[Path, Path] | None = None
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,7 +65,7 @@ state_dir = {self.root}/state
 log_path = {self.root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{self._ssl()}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_login_user = {login_user}
@@ -81,10 +83,11 @@ userdb {{
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
-    port = {self.port}
+    port = {0 if self.tls else self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.port if self.tls else 0}
   }}
 }}
 service stats {{
@@ -93,6 +96,12 @@ service stats {{
   }}
 }}
 """
+
+    def _ssl(self) -> str:
+        if self.tls is None:
+            return "ssl = no"
+        cert, key = self.tls
+        return f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}"
 
     def start(self) -> Dovecot:
         if DOVECOT is None:
@@ -117,7 +126,7 @@ service stats {{
                 raise RuntimeError(f"dovecot exited: {err}{self.log()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=1) as s:
-                    if s.recv(100).startswith(b"* OK"):
+                    if self.tls is not None or s.recv(100).startswith(b"* OK"):  # imaps: TLS comes first
                         return self
             except OSError:
                 time.sleep(0.1)

@@ -198,6 +198,7 @@ class LocalStack:
         for function in self.template.functions():
             for key, value in env_local.function_env(data, function).items():
                 if key in merged and merged[key] != value:
+            "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # local development only: the template never sets it
                     conflicts.add(key)
                 merged.setdefault(key, value)
         if conflicts:

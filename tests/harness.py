@@ -72,6 +72,7 @@ def stack_env(aws: LocalAws, fakes: FakeProviders, database_url: str) -> dict[st
             "UNIPILE_BASE_URL": f"{fakes.url}/unipile",
             "POWERTOOLS_METRICS_NAMESPACE": "ExactlyOnce",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # the dovecot on loopback speaks plain IMAP
         }
     )
     return env

@@ -30,6 +30,11 @@ def env_int(name: str, default: int) -> int:
         raise ConfigurationError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+def env_flag(name: str) -> bool:
+    """True only for an explicit yes (``1``, ``true``, ``yes``): a flag that loosens a check is off by default."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     """What every webhook ingest function needs."""

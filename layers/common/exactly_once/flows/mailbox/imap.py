@@ -5,6 +5,12 @@ user's ``last_check_time``, over ONE connection that is closed before any effect
 written, so a job holds its IMAP connection for as short a time as possible.
 IMAP's SEARCH SINCE has day granularity (in the server's time zone): the search
 starts a day before ``last_check_time`` and ``processed_mails`` drops what was seen.
+
+TLS: the connection verifies the server's certificate and host name against the system's CAs
+(``ssl.create_default_context``; imaplib's own default checks nothing, so anyone on the path could
+pose as the server and read the password at LOGIN). Plaintext IMAP is refused with an
+``ImapConfigurationError`` unless the account allows it, which only the local stack and the
+dovecot tests do (``MAILBOX_ALLOW_PLAINTEXT_IMAP``; the template never sets it).
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import email.header
 import email.utils
 import imaplib
 import re
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
+
+from exactly_once.core.errors import ConfigurationError
 
 _FETCH_ITEMS = "(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT FROM)])"
 _UID = re.compile(rb"UID (\d+)")
@@ -31,6 +40,8 @@ class ImapAccount:
     use_ssl: bool = True
     folder: str = "INBOX"
     timeout: float = 30.0
+    #: plaintext IMAP (use_ssl False) is refused unless this is set: local development only
+    allow_plaintext: bool = False
 
     def __repr__(self) -> str:  # never print the password
         return f"ImapAccount({self.username}@{self.host}:{self.port}/{self.folder})"
@@ -47,6 +58,17 @@ class Mail:
 
 class ImapReadError(Exception):
     """The mailbox could not be read (connection, login, select or fetch failed)."""
+
+
+class ImapConfigurationError(ConfigurationError):
+    """The mailbox's configuration is refused (plaintext IMAP where it is not allowed): no retry helps."""
+
+
+def tls_context() -> ssl.SSLContext:
+    """A client context that checks the certificate chain and the host name (TLS 1.2 at least)."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def _text(value: str | None) -> str:
@@ -75,9 +97,16 @@ def search_since(last_check: datetime | None, first_lookback_days: int) -> str:
 
 def fetch_since(account: ImapAccount, last_check: datetime | None, *, first_lookback_days: int = 7) -> list[Mail]:
     """Headers of the mails since ``last_check``, over one connection that is always closed."""
+    if not account.use_ssl and not account.allow_plaintext:
+        raise ImapConfigurationError(
+            f"plaintext IMAP to {account.host}:{account.port} is refused (the password would cross the network"
+            " in clear): set imap_ssl, or MAILBOX_ALLOW_PLAINTEXT_IMAP=true for local development only"
+        )
     try:
         if account.use_ssl:
-            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(account.host, account.port, timeout=account.timeout)
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                account.host, account.port, ssl_context=tls_context(), timeout=account.timeout
+            )
         else:
             client = imaplib.IMAP4(account.host, account.port, timeout=account.timeout)
     except OSError as exc:

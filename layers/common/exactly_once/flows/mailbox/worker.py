@@ -23,10 +23,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from exactly_once.core import db, store
 from exactly_once.core.crash import crashpoint
+from exactly_once.core.errors import ConfigurationError
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.queries import q
 from exactly_once.core.secrets import get_secret
-from exactly_once.core.settings import env_int
+from exactly_once.core.settings import env_flag, env_int
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.flows.mailbox.imap import ImapAccount, ImapReadError, Mail, fetch_since
 from exactly_once.flows.mailbox.jobs import PROVIDER, queue_ttl_seconds
@@ -73,6 +74,7 @@ def run_job(conn: psycopg.Connection[Any], job_id: str) -> str:
             use_ssl=bool(config[4]),
             folder=config[6],
             timeout=float(env_int("MAILBOX_IMAP_TIMEOUT_SECONDS", 30)),
+            allow_plaintext=env_flag("MAILBOX_ALLOW_PLAINTEXT_IMAP"),
         )
         mails = fetch_since(account, config[7], first_lookback_days=env_int("MAILBOX_FIRST_LOOKBACK_DAYS", 7))
         crashpoint("mailbox.after_fetch")
@@ -97,6 +99,10 @@ def run_job(conn: psycopg.Connection[Any], job_id: str) -> str:
         return "claim_lost"
     except ImapReadError as exc:
         return _release(conn, job_id, token, str(exc))
+    except ConfigurationError as exc:
+        # The user's configuration is refused (plaintext IMAP, a secret name outside the allowed prefix):
+        # a retry would fail the same way, so the job fails now with the reason.
+        return _release(conn, job_id, token, str(exc), max_attempts=0)
     logger.info("mailbox job succeeded", extra={"mails_seen": len(mails), "mails_processed": processed})
     return "succeeded"
 
@@ -153,7 +159,9 @@ def _not_claimed(conn: psycopg.Connection[Any], job_id: str) -> str:
     return f"already_{row[2]}"
 
 
-def _release(conn: psycopg.Connection[Any], job_id: str, token: uuid.UUID, error: str) -> str:
+def _release(
+    conn: psycopg.Connection[Any], job_id: str, token: uuid.UUID, error: str, *, max_attempts: int | None = None
+) -> str:
     with conn.transaction():
         row = conn.execute(
             q("mailbox_job_release"),
@@ -161,7 +169,7 @@ def _release(conn: psycopg.Connection[Any], job_id: str, token: uuid.UUID, error
                 "job_id": job_id,
                 "token": token,
                 "error": error[:1000],
-                "max_attempts": env_int("MAILBOX_MAX_ATTEMPTS", 3),
+                "max_attempts": env_int("MAILBOX_MAX_ATTEMPTS", 3) if max_attempts is None else max_attempts,
                 "queue_ttl": queue_ttl_seconds(),
             },
         ).fetchone()
