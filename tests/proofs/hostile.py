@@ -25,10 +25,11 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     method: str = "POST"
     query: str = ""
-    #: events this request may put on the queue (0 for anything unauthenticated)
+    #: events this request must put on the queue (0 for anything unauthenticated, a replay or a handshake)
     queued: int = 0
-    #: ``queued`` is the exact number, not a ceiling (an authentic delivery must be queued, a replay must not)
-    queued_exactly: bool = False
+    #: ``queued`` is the exact number (the default: an authentic delivery answered 2xx must be queued, or it
+    #: is lost); False makes it a ceiling, only for a case whose outcome legitimately varies (say why there)
+    queued_exactly: bool = True
     #: the raw API Gateway event, changed after it is built (base64 flags, missing parts)
     tweak: Callable[[dict[str, Any]], None] | None = None
     #: an extra check on (status, headers, body)
@@ -87,15 +88,21 @@ def run_corpus(stack: Stack, db: Any, function: str, path: str, cases: list[Case
         if case.check and not case.check(status, headers, data):
             problems.append(f"check failed: {headers} {data[:200]!r}")
         queued = stack.queue_depth("EventsQueue") - depth_before
-        if queued > case.queued:
-            problems.append(f"{queued} events queued, at most {case.queued} allowed")
-        elif case.queued_exactly and queued != case.queued:
-            problems.append(f"{queued} events queued, expected exactly {case.queued}")
+        # ``queued`` is what a 2xx must have queued; a refusal (4xx) queues nothing, whatever the case allows
+        due = case.queued if 200 <= status < 300 else 0
+        if queued > due:
+            problems.append(f"{queued} events queued, at most {due} allowed (answered {status})")
+        elif case.queued_exactly and queued != due:
+            problems.append(
+                f"{queued} events queued, expected exactly {due} (answered {status}): an accepted event lost"
+            )
         result.queued += max(queued, 0)
         result.failures.extend(f"{case.name}: {p}" for p in problems)
     # The worker settles every accepted event: in the event log (effect, duplicate, ignored) or in quarantine.
     stack.drain()
     result.settled = _settled(db) - settled_before
+    # 0 lost: every event an authenticated 2xx put on the queue settled (ingest may settle more itself, by
+    # quarantining a delivery it could not queue, so this is a floor; each case's queue count above is exact)
     if result.settled < result.queued:
         result.failures.append(f"{result.queued} events queued but only {result.settled} settled")
     if stack.queue_depth("EventsQueue") or dlq_depth(stack) > parked_before:
