@@ -36,6 +36,14 @@ def reap_step() -> int:
     return feedback_reaper.reap(db.connection())
 
 
+def late_step() -> int:
+    """The LiveKit late-row reaper in a child, on the child's own connection."""
+    from exactly_once.core import db
+    from exactly_once.flows.livekit import reaper as feedback_reaper
+
+    return feedback_reaper.redrive_late_rows(db.connection())
+
+
 def _body() -> bytes:
     return encode(room_event(event_id="EV_crash_proof"))
 
@@ -117,6 +125,25 @@ def crash_reaper_after_reset(stack: Any, db: Any) -> int:
     return 1
 
 
+def crash_reaper_after_late_mark(stack: Any, db: Any) -> int:
+    """The row appears after room_finished; the late-row pass dies after marking it, before any re-drive."""
+    saved = db.execute("DELETE FROM user_feedback RETURNING id, user_id, room_sid, room_name, transcript").fetchone()
+    assert post(stack, _body()).json()["accepted"] == 1
+    stack.drain()  # no row yet: no_feedback, the room remembered as finished
+    db.execute(
+        "INSERT INTO user_feedback (id, user_id, room_sid, room_name, transcript) VALUES (%s, %s, %s, %s, %s)", saved
+    )
+    env = {**crash_env(stack, "livekit.reaper.after_late_mark"), "LIVEKIT_REDRIVE_SECONDS": LEASE}
+    expect_death(
+        run_child("tests.proofs.test_crash_livekit:late_step", (), env), "livekit.reaper.after_late_mark", "reaper"
+    )
+    assert db.execute("SELECT lease_until IS NOT NULL FROM user_feedback").fetchone()[0]  # marked, not re-driven
+    assert stack.queue_depth("EventsQueue") == 0
+    time.sleep(float(LEASE) + 0.3)  # its re-drive time passes: the claim reaper's next tick re-drives it
+    _reclaim_after_reset(stack)
+    return 1
+
+
 def _reclaim_after_reset(stack: Any) -> None:
     assert reap(stack) == 1
     stack.drain()
@@ -129,6 +156,7 @@ SCENARIOS: dict[str, Callable[[Any, Any], int]] = {
     "livekit.worker.after_llm": crash_worker_after_llm,
     "livekit.worker.after_complete": crash_worker_after_complete,
     "livekit.reaper.after_reset": crash_reaper_after_reset,
+    "livekit.reaper.after_late_mark": crash_reaper_after_late_mark,
 }
 
 
@@ -146,7 +174,8 @@ def test_sigkill_at_boundary_then_recovery_stores_one_analysis(stack, db, proof,
     # and the original delivery settled either way
     outcomes = dict(db.execute("SELECT event_key, outcome FROM event_log").fetchall())
     assert list(outcomes.values()).count("completed") == 1
-    assert outcomes["livekit:EV_crash_proof"] in ("completed", "duplicate")
+    late = boundary == "livekit.reaper.after_late_mark"  # room_finished came before the row: nothing to claim then
+    assert outcomes["livekit:EV_crash_proof"] in (("no_feedback",) if late else ("completed", "duplicate"))
     assert stack.queue_depth("EventsQueue") == 0 and dlq_depth(stack) == 0
     proof.record(
         kind="crash",

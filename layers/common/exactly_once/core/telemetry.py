@@ -47,6 +47,12 @@ class Metric:
     STATUSES_APPLIED = "StatusesApplied"  # delivery statuses that moved a message forward
     STATUSES_STALE = "StatusesStale"  # late or repeated statuses that changed nothing
     FIELD_UPDATES = "FieldUpdatesRecorded"  # WhatsApp: routine webhook fields (template, account, quality) recorded
+    LLM_CALLS = "LlmCalls"  # LiveKit: model calls made (answered or failed)
+    LLM_TOKENS_IN = "LlmTokensIn"  # LiveKit: prompt tokens of answered calls (usage.prompt_tokens)
+    LLM_TOKENS_OUT = "LlmTokensOut"  # LiveKit: completion tokens of answered calls (usage.completion_tokens)
+    LLM_CALLS_PER_ROOM = "LlmCallsPerRoom"  # LiveKit: per completed analysis, the model calls it took
+    LATE_FEEDBACK_REDRIVEN = "LateFeedbackRedriven"  # LiveKit: rows created after their room finished, re-driven
+    LATE_FEEDBACK_ROWS = "LateFeedbackRows"  # gauge: rows still initiated 10 minutes after their room finished
     FAILED = "EventsFailed"  # a processor raised: SQS retries the message, then the DLQ keeps it
     REPLAYED = "EventsReplayed"  # operator replays the worker received (exactly-once quarantine replay)
     OPEN_QUARANTINE = "OpenQuarantine"  # gauge: quarantine rows awaiting an operator (ops_gauges, every minute)

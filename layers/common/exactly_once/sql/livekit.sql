@@ -73,3 +73,37 @@ ON CONFLICT (provider, event_key) DO UPDATE
                       ELSE event_log.outcome END,
        effect_id = COALESCE(EXCLUDED.effect_id, event_log.effect_id)
 RETURNING deliveries;
+
+-- name: room_finished_record
+-- The room is over (the first report wins; a re-delivery or a re-drive changes nothing).
+INSERT INTO livekit_rooms_finished (room_sid, room_name, event_key)
+VALUES (%(room_sid)s, %(room_name)s, %(event_key)s)
+ON CONFLICT (room_sid) DO NOTHING;
+
+-- name: feedback_late_rows
+-- Rows the app created after their room finished: 'initiated', never claimed nor leased, for a room
+-- in livekit_rooms_finished. Each gets a re-drive time (lease_until) in this statement, so the next
+-- pass skips it; if the re-drive is lost, feedback_reap picks the row again after that time.
+-- SKIP LOCKED: a row a worker is claiming right now is left to it. Only rooms finished within
+-- %(horizon_seconds)s: an older room's late row is an application bug the gauge shows, not work.
+UPDATE user_feedback f
+   SET lease_until = now() + make_interval(secs => %(redrive_seconds)s), updated_at = now()
+ WHERE f.id IN (SELECT u.id
+                  FROM livekit_rooms_finished r
+                  JOIN user_feedback u ON u.room_sid = r.room_sid
+                 WHERE r.finished_at > now() - make_interval(secs => %(horizon_seconds)s)
+                   AND u.status = 'initiated' AND u.lease_until IS NULL AND u.claim_token IS NULL
+                 ORDER BY r.finished_at
+                 LIMIT %(limit)s
+                 FOR UPDATE OF u SKIP LOCKED)
+RETURNING f.id, f.status::text, f.attempts, f.room_sid, f.room_name, f.last_error;
+
+-- name: feedback_late_gauge
+-- Feedback rows still 'initiated' %(after_seconds)s after their room finished: the late-row re-drive
+-- (or the worker behind it) is not keeping up, or the row names its room only by a reused name.
+SELECT count(*) FROM user_feedback f
+ WHERE f.status = 'initiated'
+   AND EXISTS (SELECT 1 FROM livekit_rooms_finished r
+                WHERE (r.room_sid = f.room_sid OR (f.room_sid IS NULL AND r.room_name = f.room_name
+                                                   AND f.created_at <= r.finished_at))
+                  AND r.finished_at < now() - make_interval(secs => %(after_seconds)s));

@@ -19,5 +19,8 @@ FLOW = Flow(
             tracer=part("trace:effects"),
         ),
     ),
-    reapers=(Reaper("livekit_feedback", part("reaper:reap"), reclaims=True),),
+    reapers=(
+        Reaper("livekit_feedback", part("reaper:reap"), reclaims=True),
+        Reaper("livekit_late_feedback", part("reaper:redrive_late_rows")),
+    ),
 )

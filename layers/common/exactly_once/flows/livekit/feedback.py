@@ -26,6 +26,7 @@ class FeedbackSettings:
     lease_seconds: int  # longer than the worker's timeout: a live worker never loses its claim
     max_attempts: int  # then 'failed' and a quarantine row
     redrive_seconds: int  # a reset row nobody retried within this is re-driven by the reaper
+    late_horizon_seconds: int = 7 * 24 * 3600  # a row appearing this long after its room finished is left alone
 
     @classmethod
     def from_env(cls) -> FeedbackSettings:
@@ -34,6 +35,7 @@ class FeedbackSettings:
             lease_seconds=lease,
             max_attempts=max(1, env_int("LIVEKIT_MAX_ATTEMPTS", 3)),
             redrive_seconds=env_int("LIVEKIT_REDRIVE_SECONDS", lease),
+            late_horizon_seconds=env_int("LIVEKIT_LATE_ROW_HORIZON_SECONDS", 7 * 24 * 3600),
         )
 
 
@@ -109,6 +111,29 @@ def reap(conn: psycopg.Connection[Any], settings: FeedbackSettings, limit: int =
         {"max_attempts": settings.max_attempts, "redrive_seconds": settings.redrive_seconds, "limit": limit},
     ).fetchall()
     return [Reaped(str(r[0]), str(r[1]), int(r[2]), r[3], str(r[4]), r[5]) for r in rows]
+
+
+def room_finished(conn: psycopg.Connection[Any], room_sid: str, room_name: str | None, event_key: str) -> None:
+    """Remember that the room is over, so a feedback row the app creates later is still analysed."""
+    conn.execute(q("room_finished_record"), {"room_sid": room_sid, "room_name": room_name, "event_key": event_key})
+
+
+def late_rows(conn: psycopg.Connection[Any], settings: FeedbackSettings, limit: int = 500) -> list[Reaped]:
+    """Rows created after their room finished, each given a re-drive time in the same statement."""
+    rows = conn.execute(
+        q("feedback_late_rows"),
+        {
+            "redrive_seconds": settings.redrive_seconds,
+            "horizon_seconds": settings.late_horizon_seconds,
+            "limit": limit,
+        },
+    ).fetchall()
+    return [Reaped(str(r[0]), str(r[1]), int(r[2]), r[3], str(r[4]), r[5]) for r in rows]
+
+
+def late_count(conn: psycopg.Connection[Any], after_seconds: int) -> int:
+    row = conn.execute(q("feedback_late_gauge"), {"after_seconds": after_seconds}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def settle_event(conn: psycopg.Connection[Any], event: InboundEvent, outcome: str, effect_id: str | None = None) -> int:

@@ -1,7 +1,8 @@
 """LiveKit events: room_finished -> exactly one feedback analysis per room; the rest recorded once.
 
-room_finished: claim the room's 'initiated' feedback rows in one statement (none -> a
-duplicate, stopped at Postgres, acknowledged), call the analysis model, then store the
+room_finished: remember the room is over (``livekit_rooms_finished``: a feedback row the app
+creates later is re-driven by the reaper), claim the room's 'initiated' feedback rows in one
+statement (none -> a duplicate, stopped at Postgres, acknowledged), call the analysis model, then store the
 result under the claim token. A failure gives the claim back ('initiated', attempts and
 last error kept) and raises, so SQS retries the message; the last allowed attempt ends in
 'failed' plus a quarantine row. A worker that dies holding a claim is covered by the reaper
@@ -86,6 +87,10 @@ def analyse_room(
     sid, name = _text(room.get("sid")), _text(room.get("name"))
     if sid is None and name is None:
         raise PermanentEventError("room_finished without room.sid or room.name")
+    if sid is not None:
+        # Before the claim: a row committed after the claim's snapshot finds the room finished,
+        # and the reaper's late-row pass (reaper.redrive_late_rows) hands it to a claim.
+        feedback.room_finished(conn, sid, name, event.key)
     claim = feedback.claim_room(conn, sid, name, settings.lease_seconds)
     if not claim.claims:
         outcome = "duplicate" if claim.found else "no_feedback"
@@ -125,7 +130,9 @@ def _analyse(
             idempotency_key=f"feedback-{claim.id}-{claim.token}",
         )
     except Exception as exc:  # whatever failed, the claim must be given back before the retry
+        counters.incr(PROVIDER, Metric.LLM_CALLS)  # a failed call may still have been billed
         return _give_back(conn, event, claim, exc, settings)
+    _count_llm_call(answer.usage)
     crashpoint("livekit.worker.after_llm")
     analysis = {
         "result": answer.as_json(),
@@ -145,8 +152,34 @@ def _analyse(
         logger.warning("stale completion rejected", extra={"feedback_id": claim.id, "attempt": claim.attempts})
         return "stale_completion_rejected"
     counters.incr(PROVIDER, Metric.EFFECTS)
-    logger.info("feedback analysed", extra={"feedback_id": claim.id, "attempt": claim.attempts})
+    # One model call per claim: the calls this room's analysis took (a worker killed before its
+    # call still counts one; the HTTP client's retries of one call's 429/5xx do not).
+    counters.incr(PROVIDER, Metric.LLM_CALLS_PER_ROOM, claim.attempts)
+    logger.info(
+        "feedback analysed",
+        extra={"feedback_id": claim.id, "attempt": claim.attempts, "usage": _tokens(answer.usage)},
+    )
     return "completed"
+
+
+def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
+    """(tokens in, tokens out) of an OpenAI-compatible ``usage``; 0 where the server did not say."""
+
+    def count(*names: str) -> int:
+        for name in names:
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+        return 0
+
+    return count("prompt_tokens", "input_tokens"), count("completion_tokens", "output_tokens")
+
+
+def _count_llm_call(usage: dict[str, Any]) -> None:
+    tokens_in, tokens_out = _tokens(usage)
+    counters.incr(PROVIDER, Metric.LLM_CALLS)
+    counters.incr(PROVIDER, Metric.LLM_TOKENS_IN, tokens_in)
+    counters.incr(PROVIDER, Metric.LLM_TOKENS_OUT, tokens_out)
 
 
 def _give_back(

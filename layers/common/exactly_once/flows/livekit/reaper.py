@@ -6,6 +6,11 @@ spent) and re-drives the room by enqueueing a room_finished event, so a worker c
 anew. The reset is committed before the enqueue; if the enqueue is lost, the row carries
 ``lease_until`` = now + LIVEKIT_REDRIVE_SECONDS and the next tick re-drives it again.
 A duplicate re-drive is harmless: only one of them can claim.
+
+``redrive_late_rows`` (``Reaper("livekit_late_feedback")``): feedback rows the app created after
+their room finished (the room_finished worker found none and recorded ``no_feedback``) get a
+re-drive time and a room_finished re-drive, the same path as a reset claim; it also emits the
+``LateFeedbackRows`` gauge (rows still 'initiated' 10 minutes after their room finished).
 """
 
 from __future__ import annotations
@@ -66,16 +71,37 @@ def reap(conn: psycopg.Connection[Any]) -> int:
     if failed:
         counters.incr(PROVIDER, Metric.QUARANTINED, len(failed))
         logger.error("feedback claims abandoned", extra={"feedback_ids": [r.id for r in failed]})
-    redrive = [redrive_event(row) for row in rows if row.status == "initiated"]
-    if redrive:
-        try:
-            refused = EventQueue(os.environ["EVENTS_QUEUE_URL"], aws.sqs()).send(redrive)
-        except (QueueUnavailableError, BotoCoreError, ClientError, KeyError):
-            # The rows keep their re-drive time: the next tick after it tries again.
-            logger.exception("re-drive not enqueued", extra={"keys": [e.key for e in redrive]})
-            return len(rows)
-        logger.info(
-            "feedback claims re-driven",
-            extra={"keys": [e.key for e in redrive], "refused": [e.key for e in refused]},
-        )
+    _redrive([redrive_event(row) for row in rows if row.status == "initiated"], "feedback claims re-driven")
     return len(rows)
+
+
+#: The LateFeedbackRows gauge counts rows still 'initiated' this long after their room finished.
+LATE_AFTER_SECONDS = 600
+
+
+def redrive_late_rows(conn: psycopg.Connection[Any]) -> int:
+    """Rows that appeared after their room finished: re-driven once through the claim (the claim decides)."""
+    settings = FeedbackSettings.from_env()
+    with conn.transaction():
+        rows = feedback.late_rows(conn, settings)
+    crashpoint("livekit.reaper.after_late_mark")
+    if rows:
+        counters.incr(PROVIDER, Metric.LATE_FEEDBACK_REDRIVEN, len(rows))
+        _redrive([redrive_event(row) for row in rows], "late feedback rows re-driven")
+    late = feedback.late_count(conn, LATE_AFTER_SECONDS)
+    counters.incr(PROVIDER, Metric.LATE_FEEDBACK_ROWS, late)  # every run, 0 included: the alarm sees the reaper
+    if late:
+        logger.warning("feedback rows initiated after their room finished", extra={"late": late})
+    return len(rows)
+
+
+def _redrive(events: list[InboundEvent], message: str) -> None:
+    if not events:
+        return
+    try:
+        refused = EventQueue(os.environ["EVENTS_QUEUE_URL"], aws.sqs()).send(events)
+    except (QueueUnavailableError, BotoCoreError, ClientError, KeyError):
+        # The rows keep their re-drive time: the next tick after it tries again.
+        logger.exception("re-drive not enqueued", extra={"keys": [e.key for e in events]})
+        return
+    logger.info(message, extra={"keys": [e.key for e in events], "refused": [e.key for e in refused]})
