@@ -1,9 +1,8 @@
-"""The template's functions, loaded once and invoked in-process like warm Lambda containers.
+"""The template's functions, loaded once and invoked in-process like Lambda containers.
 
-Every concurrent Lambda invocation runs in a container of its own, with its own
-module globals and its own Postgres connection. Here the handlers share one
-process, so the library's per-container connection (``exactly_once.core.db.connection``)
-is made per thread: two requests handled at once never share a transaction.
+Every invocation runs in a container of ``devstack.containers``: per function at most its
+template concurrency at once, each container with the one Postgres connection it keeps
+(``exactly_once.core.db.connection`` answers it), the whole stack within an account limit.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from devstack.containers import Containers, bind_library_connections
 from devstack.lambda_runtime import Handler, LambdaContext, add_code_paths, function_timeout
 from devstack.template import Template
 
@@ -21,7 +21,11 @@ log = logging.getLogger("devstack.functions")
 
 
 def per_thread_connections() -> None:
-    """One Postgres connection per thread, as one per container on Lambda."""
+    """One Postgres connection per thread, as one per container on Lambda (the tests' fixed thread pools).
+
+    Only for threads that live as long as the test: a thread per request would leak one each
+    (the local stack uses ``Containers`` instead).
+    """
     from exactly_once.core import db
 
     if getattr(db.connection, "per_thread", False):
@@ -39,8 +43,13 @@ def per_thread_connections() -> None:
 
 
 class FunctionHost:
-    def __init__(self, template: Template) -> None:
+    def __init__(self, template: Template, account_limit: int = 20, wait_s: float = 30.0) -> None:
         self.template = template
+        concurrency = {name: template.function_concurrency(name) for name in template.functions()}
+        self.containers = Containers(
+            {name: n for name, n in concurrency.items() if n is not None}, account_limit, wait_s=wait_s
+        )
+        bind_library_connections()
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
         self.stats: dict[str, dict[str, float]] = {}
@@ -62,7 +71,10 @@ class FunctionHost:
         started = time.perf_counter()
         stats = self.stats.setdefault(function, {"invocations": 0, "errors": 0, "seconds": 0.0})
         try:
-            return self.handler(function)(event, context)
+            handler = self.handler(function)
+            with self.containers.invocation(function):
+                context.started = time.monotonic()  # the wait for a container is not the invocation's time
+                return handler(event, context)
         except Exception:
             stats["errors"] += 1
             raise

