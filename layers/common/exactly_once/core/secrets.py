@@ -29,6 +29,11 @@ def _secret_document() -> dict[str, Any]:
     return value
 
 
+def secret_document() -> dict[str, Any]:
+    """The stack's whole secret document (cached): for hiding its values, never for showing them."""
+    return _secret_document()
+
+
 def get_secret(name: str, *, required: bool = True) -> str:
     """The secret ``name``: the environment first, then the stack's secret document."""
     value = os.environ.get(name)

@@ -63,9 +63,17 @@ class Replayed:
 
 
 def list_rows(
-    conn: psycopg.Connection[Any], *, status: str | None = "open", provider: str | None = None, limit: int = 50
+    conn: psycopg.Connection[Any],
+    *,
+    status: str | None = "open",
+    provider: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    cur = conn.execute(q("ops_quarantine_list"), {"status": status, "provider": provider, "limit": limit})
+    """Newest first; ``before_id`` pages on (the console passes the last id it showed)."""
+    cur = conn.execute(
+        q("ops_quarantine_list"), {"status": status, "provider": provider, "limit": limit, "before_id": before_id}
+    )
     return _dicts(cur)
 
 

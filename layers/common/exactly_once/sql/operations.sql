@@ -6,6 +6,7 @@ SELECT id, provider, event_key, external_id, reason, status, attempts, created_a
   FROM quarantine
  WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
    AND (%(provider)s::text IS NULL OR provider = %(provider)s::text)
+   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
  ORDER BY created_at DESC, id DESC
  LIMIT %(limit)s;
 
