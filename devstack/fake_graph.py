@@ -1,8 +1,11 @@
-"""Fake Microsoft Graph: the client-credentials token endpoint and GET message."""
+"""Fake Microsoft Graph: the client-credentials token endpoint and GET message (subscriptions, delta and
+throttling in ``fake_graph_subscriptions``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from devstack import fake_graph_subscriptions
 
 if TYPE_CHECKING:
     from devstack.fakes import FakeProviders, FakeRequest, Reply
@@ -32,6 +35,9 @@ def install(fakes: FakeProviders) -> None:
         fakes.record("graph.get_message", mid, request)
         if request.headers.get("authorization") != "Bearer fake-graph-token":
             return 401, {"error": {"code": "InvalidAuthenticationToken"}}
+        throttled = fake_graph_subscriptions.throttle(fakes)
+        if throttled:
+            return throttled
         failing = fakes.behave("graph.get_message")
         if failing:
             return failing.fail_status, {"error": {"code": "ServiceUnavailable"}}
@@ -39,6 +45,8 @@ def install(fakes: FakeProviders) -> None:
         if message is None:
             return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
         return 200, message
+
+    fake_graph_subscriptions.install(fakes, messages)
 
 
 def graph_message(

@@ -105,3 +105,11 @@ class ProviderTimeoutError(ExactlyOnceError):
 
 class PermanentEventError(ExactlyOnceError):
     """An event that retrying cannot fix: it goes to quarantine with this reason."""
+
+
+class RetryLaterError(ExactlyOnceError):
+    """An event to settle later: the worker puts it back on the queue for ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

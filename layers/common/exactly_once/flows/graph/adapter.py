@@ -1,7 +1,8 @@
 """Microsoft Graph change notifications (mail).
 
 Handshake: ``?validationToken=`` -> 200 text/plain with the decoded token.
-Auth: every item echoes ``clientState``; each is compared in constant time.
+Auth: every item echoes ``clientState``; it must equal one of the accepted ones (two during a rotation),
+each compared in constant time.
 Dedup: (subscriptionId, changeType, resourceData.id, etag) per item; Graph retries
 for up to 4 hours, the window defaults to 24 hours.
 """
@@ -20,6 +21,7 @@ from exactly_once.core.settings import env_int
 from exactly_once.ingest.adapters.base import Split, WebhookAdapter, secrets_equal
 from exactly_once.ingest.apigw import Request, text_response
 
+CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
 _MAILBOX = re.compile(r"^/?users/([^/]+)/", re.IGNORECASE)
 _MAX_TOKEN = 1024
@@ -45,13 +47,16 @@ class GraphAdapter(WebhookAdapter):
     accepted_status = 202
     content_types = ("application/json", "text/plain", "")  # Graph sends application/json; tolerate none
 
-    def __init__(self, client_state: str, dedup_window_seconds: int = 24 * 3600) -> None:
-        self._client_state = client_state
+    def __init__(self, client_state: str | tuple[str, ...], dedup_window_seconds: int = 24 * 3600) -> None:
+        states = (client_state,) if isinstance(client_state, str) else client_state
+        self._client_states = tuple(s for s in states if s)
         self.dedup_window_seconds = dedup_window_seconds
 
     @classmethod
     def from_env(cls) -> GraphAdapter:
-        return cls(get_secret("GRAPH_CLIENT_STATE"), env_int("GRAPH_DEDUP_WINDOW_SECONDS", 24 * 3600))
+        """``GRAPH_CLIENT_STATE``, and during a rotation ``GRAPH_CLIENT_STATE_PREVIOUS`` too (README, Graph setup)."""
+        states = (get_secret("GRAPH_CLIENT_STATE"), get_secret("GRAPH_CLIENT_STATE_PREVIOUS", required=False))
+        return cls(states, env_int("GRAPH_DEDUP_WINDOW_SECONDS", 24 * 3600))
 
     def handshake(self, request: Request) -> dict[str, Any] | None:
         if "validationToken" not in request.query:
@@ -70,15 +75,18 @@ class GraphAdapter(WebhookAdapter):
             raise BadRequestError("body must be an object with a 'value' array", code="missing_value")
         split = Split()
         for item in body["value"]:
-            if not isinstance(item, dict) or not secrets_equal(
-                _str_or_none(item.get("clientState")), self._client_state
-            ):
+            if not isinstance(item, dict) or not self._client_state_matches(item.get("clientState")):
                 split.rejected += 1
                 continue
             split.events.append(self._event(item))
         if split.rejected and not split.events:
             raise UnauthorizedError("clientState does not match for any item", code="invalid_client_state")
         return split
+
+    def _client_state_matches(self, value: Any) -> bool:
+        """Compared with every accepted clientState, each in constant time, all of them every time."""
+        given = _str_or_none(value)
+        return sum(secrets_equal(given, state) for state in self._client_states) > 0
 
     def _event(self, item: dict[str, Any]) -> InboundEvent:
         sub = str(item.get("subscriptionId") or "")
@@ -88,10 +96,12 @@ class GraphAdapter(WebhookAdapter):
             key = f"graph:lifecycle:{sub}|{lifecycle}|{item.get('subscriptionExpirationDateTime') or ''}"
             return InboundEvent("graph", key, f"graph:subscription:{sub}", f"lifecycle:{lifecycle}", item)
         try:
+            if item.get("changeType") not in CHANGE_TYPES:
+                raise KeyError("changeType")  # only Graph's: a kind of our own (a resync's) never comes from outside
             key = item_key(item)
         except (KeyError, TypeError, AttributeError):
             digest = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
-            reason = "notification lacks subscriptionId, changeType or resourceData.id"
+            reason = "notification lacks subscriptionId, resourceData.id or a changeType of created|updated|deleted"
             raw = json.dumps(item, ensure_ascii=False)
             return unreadable_event(
                 "graph", raw, reason, key=f"graph:quarantine:{digest}", group=f"graph:subscription:{sub}"

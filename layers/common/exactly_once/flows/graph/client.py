@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import quote
 
 from exactly_once.core.errors import PermanentEventError, ProviderCallError
-from exactly_once.core.outbound_http import HttpClient
+from exactly_once.core.outbound_http import HttpClient, HttpResult
 from exactly_once.core.secrets import get_secret
 
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
 MESSAGE_FIELDS = "id,internetMessageId,conversationId,subject,from,bodyPreview,receivedDateTime,internetMessageHeaders"
 
 
@@ -105,9 +106,26 @@ class GraphClient:
     def get_message(self, user_id: str, message_id: str) -> MailMessage:
         path = f"/users/{quote(user_id, safe='')}/messages/{quote(message_id, safe='')}?$select={MESSAGE_FIELDS}"
         try:
-            result = self._http.request("GET", path, headers={"Authorization": f"Bearer {self._tokens.token()}"})
+            result = self.call("GET", path)
         except ProviderCallError as exc:
             if exc.status == 404:
                 raise MessageGoneError(message_id) from exc
             raise
         return MailMessage.from_graph(result.json())
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        idempotent: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> HttpResult:
+        """One Graph API call; ``path`` under the API root, or a link Graph returned (absolute or not).
+
+        Ids are asked for as immutable ids (``Prefer: IdType="ImmutableId"``): a mail moved between
+        folders keeps the id its notification or delta page named.
+        """
+        sent = {"Authorization": f"Bearer {self._tokens.token()}", "Prefer": IMMUTABLE_IDS, **(headers or {})}
+        return self._http.request(method, path, json_body=body, headers=sent, idempotent=idempotent)

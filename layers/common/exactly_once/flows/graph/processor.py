@@ -19,7 +19,9 @@ from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import PermanentEventError
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.telemetry import Metric, counters, logger
+from exactly_once.flows.graph import lifecycle
 from exactly_once.flows.graph.client import GraphClient, MailMessage, MessageGoneError
+from exactly_once.flows.graph.resync_events import RESYNC_KIND, resync_mail
 from exactly_once.flows.graph.tickets import MailOutcome, apply_mail, apply_mails
 
 _RESOURCE = re.compile(r"^/?users/([^/]+)/(?:mailfolders/[^/]+/)?messages/([^/?]+)", re.IGNORECASE)
@@ -96,7 +98,7 @@ def _settle_or_fetch(conn: psycopg.Connection[Any], event: InboundEvent) -> tupl
 def _without_fetch(conn: psycopg.Connection[Any], event: InboundEvent) -> str | None:
     """The outcome of an event settled without fetching its mail (lifecycle, seen, deleted), else None."""
     if event.kind.startswith("lifecycle:"):
-        return _lifecycle(event)
+        return lifecycle.act(conn, event)
     seen = store.already_settled(conn, event)
     if seen is not None:
         counters.incr("graph", Metric.DUP_QUEUE)
@@ -110,10 +112,13 @@ def _without_fetch(conn: psycopg.Connection[Any], event: InboundEvent) -> str | 
 
 def _fetch(conn: psycopg.Connection[Any], event: InboundEvent) -> tuple[str, MailMessage] | str:
     """(mailbox, mail), or the outcome when the mail is gone."""
+    if event.kind == RESYNC_KIND:
+        return resync_mail(event)  # found by our own delta query: the mail came with it
     match = _RESOURCE.match(str(event.payload.get("resource") or ""))
     if match is None:
         raise PermanentEventError("resource is not Users/{id}/Messages/{id}")
-    mailbox, message_id = match.group(1), match.group(2)
+    message_id = match.group(2)
+    mailbox = lifecycle.mailbox_to_fetch(conn, str(event.payload.get("subscriptionId") or ""), match.group(1))
     try:
         mail = graph().get_message(mailbox, message_id)
     except MessageGoneError:
@@ -134,17 +139,3 @@ def _counted(result: MailOutcome) -> str:
     else:
         counters.incr("graph", Metric.EFFECTS)
     return result.outcome
-
-
-def _lifecycle(event: InboundEvent) -> str:
-    """Recorded and counted; ``missed`` and ``subscriptionRemoved`` ask for a resync, so they warn."""
-    conn = db.connection()
-    times = store.record_event(conn, event, "lifecycle_recorded")
-    if times == 1:
-        counters.incr("graph", Metric.LIFECYCLE)
-        lifecycle = event.kind.split(":", 1)[1]
-        log = logger.warning if lifecycle in ("missed", "subscriptionRemoved") else logger.info
-        log(
-            "graph lifecycle event", extra={"lifecycle": lifecycle, "subscription": event.payload.get("subscriptionId")}
-        )
-    return "lifecycle_recorded"
