@@ -125,6 +125,7 @@ def unipile_message(
 
 # provider -> (path, build a signed delivery for an id, the event_log key of that id)
 Delivery = Callable[[str], tuple[bytes, dict[str, str]]]
+KeyOf = Callable[[str], str]
 
 
 def signed_standard(event_id: str) -> tuple[bytes, dict[str, str]]:
@@ -137,8 +138,20 @@ def signed_stripe(event_id: str) -> tuple[bytes, dict[str, str]]:
     return body, stripe_headers(body)
 
 
+def github_push(event_id: str) -> bytes:
+    """A push whose ``after`` sha comes from ``event_id``: distinct pushes have distinct bodies, as on GitHub."""
+    body = json.loads(sample_body("github_push.json"))
+    body["after"] = hashlib.sha1(event_id.encode(), usedforsecurity=False).hexdigest()
+    return json.dumps(body).encode()
+
+
+def github_key(body: bytes) -> str:
+    """GitHub events are keyed by the signed bytes (the delivery header is unsigned)."""
+    return f"github:body:{hashlib.sha256(body).hexdigest()}"
+
+
 def signed_github(event_id: str) -> tuple[bytes, dict[str, str]]:
-    body = sample_body("github_push.json")
+    body = github_push(event_id)
     return body, github_headers(body, event_id, "push")
 
 
@@ -149,9 +162,9 @@ def signed_slack(event_id: str) -> tuple[bytes, dict[str, str]]:
     return body, slack_headers(body)
 
 
-PROVIDERS: dict[str, tuple[str, Delivery, str]] = {
-    "standard": ("/webhooks/standard/acme", signed_standard, "standard:acme:{}"),
-    "stripe": ("/webhooks/stripe", signed_stripe, "stripe:{}"),
-    "github": ("/webhooks/github", signed_github, "github:{}"),
-    "slack": ("/webhooks/slack", signed_slack, "slack:{}"),
+PROVIDERS: dict[str, tuple[str, Delivery, KeyOf]] = {
+    "standard": ("/webhooks/standard/acme", signed_standard, "standard:acme:{}".format),
+    "stripe": ("/webhooks/stripe", signed_stripe, "stripe:{}".format),
+    "github": ("/webhooks/github", signed_github, lambda event_id: github_key(github_push(event_id))),
+    "slack": ("/webhooks/slack", signed_slack, "slack:{}".format),
 }

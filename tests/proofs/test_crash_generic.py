@@ -71,7 +71,7 @@ def test_sigkill_at_boundary_then_recovery_records_each_event_once(stack, db, pr
     provider = "stripe" if flow == "generic" else flow  # the worker scenario sends Stripe events
     key = PROVIDERS[provider][2]
     rows = dict(db.execute("SELECT event_key, outcome FROM event_log").fetchall())
-    assert rows == {key.format(e): "recorded" for e in EVENT_IDS}
+    assert rows == {key(e): "recorded" for e in EVENT_IDS}
     assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
     assert stack.queue_depth("EventsQueue") == 0 and dlq_depth(stack) == 0
     proof.record(

@@ -15,6 +15,7 @@ import pytest
 from tests.generic_support import (
     STRIPE_SECRET,
     github_headers,
+    github_push,
     sample_body,
     slack_headers,
     standard_headers,
@@ -141,6 +142,7 @@ def _stripe() -> list[Case]:
 
 def _github() -> list[Case]:
     body = sample_body("github_push.json")
+    other = github_push("hostile-no-delivery")
     good = github_headers(body, "hostile-d1")
     form = b"zen=no+payload+field"
     return [
@@ -163,9 +165,9 @@ def _github() -> list[Case]:
         Case("github: body changed", body + b"\n", 401, good),
         Case(
             "github: authenticated, no delivery id",
-            body,
+            other,
             200,
-            {k: v for k, v in good.items() if k != "x-github-delivery"},
+            {k: v for k, v in github_headers(other, "unused").items() if k != "x-github-delivery"},
             queued=1,
         ),
         Case(
@@ -176,6 +178,23 @@ def _github() -> list[Case]:
             queued=1,
         ),
         Case("github: authenticated push", body, 200, good, queued=1),
+        # The unsigned headers of a captured delivery, changed: the signed bytes key the event, so each is
+        # the same event again (a duplicate), never a new one (one body used to become four events).
+        Case("github: captured push, fresh delivery id", body, 200, github_headers(body, "hostile-d3"), queued=0),
+        Case(
+            "github: captured push, another event name",
+            body,
+            200,
+            github_headers(body, "hostile-d4", "release"),
+            queued=0,
+        ),
+        Case(
+            "github: captured push, sent as a form",
+            body,
+            200,
+            github_headers(body, "hostile-d5") | {"content-type": "application/x-www-form-urlencoded"},
+            queued=0,
+        ),
     ]
 
 
@@ -184,6 +203,7 @@ def _slack() -> list[Case]:
     challenge = sample_body("slack_url_verification.json")
     ssl = b"ssl_check=1&token=abc"
     form = "application/x-www-form-urlencoded"
+    unicode_retry = json.dumps({**json.loads(body), "event_id": "EvUnicodeRetry"}).encode()
     return [
         Case("slack: unsigned challenge", challenge, 401, JSON),
         Case("slack: challenge signed with another secret", challenge, 401, slack_headers(challenge, secret="other")),
@@ -214,6 +234,20 @@ def _slack() -> list[Case]:
             body,
             200,
             slack_headers(body) | {"x-slack-retry-num": "x"},
+            queued=1,
+        ),
+        Case(
+            "slack: the same signed JSON, sent as a form",
+            body,
+            200,
+            slack_headers(body, content_type=form),
+            queued=0,
+        ),
+        Case(
+            "slack: retry number in Unicode digits",
+            unicode_retry,
+            200,
+            slack_headers(unicode_retry) | {"x-slack-retry-num": "²"},
             queued=1,
         ),
     ]

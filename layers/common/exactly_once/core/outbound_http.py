@@ -24,6 +24,7 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util import Retry, Timeout
 
 from exactly_once.core.errors import ProviderCallError, ProviderTimeoutError
+from exactly_once.core.numbers import ascii_int
 
 # The longest Retry-After slept between two tries of one request; beyond it, no retry here.
 MAX_RETRY_AFTER_SECONDS = 5.0
@@ -130,10 +131,9 @@ def _retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = ascii_int(value)  # delta-seconds is 1*DIGIT: no "nan", "1e9" or Unicode digits
+    if seconds is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

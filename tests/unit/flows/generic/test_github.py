@@ -9,7 +9,7 @@ import pytest
 
 from exactly_once.flows.generic.github import GitHubAdapter
 from exactly_once.ingest.adapters.signing import hmac_sha256
-from tests.generic_support import GITHUB_SECRET, github_headers, github_signature, sample_body
+from tests.generic_support import GITHUB_SECRET, github_headers, github_key, github_signature, sample_body
 from tests.unit.flows.support import rejected, request
 
 
@@ -23,14 +23,47 @@ def test_github_published_example_matches():
     GitHubAdapter(secret).authenticate(request("/webhooks/github", payload, headers))
 
 
-def test_github_push_keyed_by_delivery_grouped_by_repository():
-    body = sample_body("github_push.json")
-    req = request("/webhooks/github", body, github_headers(body, "deliv-1", "push"))
+def _event(body: bytes, headers: dict[str, str]):
+    req = request("/webhooks/github", body, headers)
     adapter = GitHubAdapter(GITHUB_SECRET)
     adapter.authenticate(req)
     (event,) = adapter.split(req).events
-    assert (event.key, event.kind, event.group) == ("github:deliv-1", "push", "github:octo-org/octo-repo")
+    return event
+
+
+def test_github_push_keyed_by_its_signed_bytes_grouped_by_repository():
+    body = sample_body("github_push.json")
+    event = _event(body, github_headers(body, "deliv-1", "push"))
+    assert (event.key, event.kind, event.group) == (github_key(body), "push", "github:octo-org/octo-repo")
     assert event.payload["body"]["ref"] == "refs/heads/main"
+    assert (event.payload["delivery"], event.payload["event_header"]) == ("deliv-1", "push")
+
+
+def test_a_captured_body_resent_with_fresh_unsigned_headers_keeps_its_key_and_kind():
+    # GIVEN one signed push, captured; the attacker re-sends it with new delivery ids and event names
+    body = sample_body("github_push.json")
+    original = _event(body, github_headers(body, "deliv-1", "push"))
+    replays = [
+        _event(body, github_headers(body, delivery, event))
+        for delivery, event in (("fresh-1", "push"), ("fresh-2", "release"), ("fresh-3", "deployment"))
+    ]
+    # THEN every copy has the original's key (a duplicate at ingest and in the event log) and kind
+    assert {(e.key, e.kind) for e in replays} == {(original.key, "push")}
+
+
+def test_the_event_header_names_the_kind_only_when_the_body_does_not_and_only_a_plain_name():
+    body = b'{"action": "opened", "issue": {"id": 1}}'
+    assert _event(body, github_headers(body, "d", "issues")).kind == "issues"
+    assert _event(body, github_headers(body, "d", "issues\x1b[31m")).kind == "unknown"
+    ping = sample_body("github_ping.json")
+    assert _event(ping, github_headers(ping, "d", "push")).kind == "ping"
+
+
+def test_json_or_form_is_read_from_the_signed_bytes_not_the_content_type():
+    body = sample_body("github_push.json")
+    as_form = github_headers(body, "d", "push") | {"content-type": "application/x-www-form-urlencoded"}
+    event = _event(body, as_form)
+    assert (event.key, event.kind) == (github_key(body), "push")
 
 
 def test_github_form_encoded_payload_is_read_and_signature_covers_the_raw_body():

@@ -86,3 +86,21 @@ def test_slack_slash_command_is_keyed_by_trigger_id():
     )
     (event,) = SlackAdapter(SLACK_SECRET).split(req).events
     assert (event.kind, event.key) == ("command:/deploy", "slack:trigger:13345224609.738474920")
+
+
+@pytest.mark.parametrize("retry", ["²", "٣", "1e3", "-1", "99999", "two"])
+def test_a_retry_num_that_is_not_ascii_digits_is_dropped_not_a_crash(retry):
+    # X-Slack-Retry-Num is unsigned: "²".isdigit() is True but int("²") raises, which was a 500
+    body = sample_body("slack_event_callback.json")
+    headers = slack_headers(body) | {"x-slack-retry-num": retry, "x-slack-retry-reason": "http_timeout"}
+    (event,) = SlackAdapter(SLACK_SECRET).split(request("/webhooks/slack", body, headers)).events
+    assert event.payload["_delivery"] == {"retry_num": None, "retry_reason": "http_timeout"}
+
+
+def test_the_same_signed_json_with_a_form_content_type_is_the_same_event():
+    body = sample_body("slack_event_callback.json")
+    adapter = SlackAdapter(SLACK_SECRET)
+    (as_json,) = adapter.split(request("/webhooks/slack", body, slack_headers(body))).events
+    as_form = slack_headers(body, content_type="application/x-www-form-urlencoded")
+    (replayed,) = adapter.split(request("/webhooks/slack", body, as_form)).events
+    assert (replayed.key, replayed.kind) == (as_json.key, as_json.kind)

@@ -19,6 +19,7 @@ from typing import Any
 from exactly_once.core.errors import ConfigurationError, UnauthorizedError
 from exactly_once.core.events import InboundEvent, unreadable_event
 from exactly_once.core.fifo import group_id
+from exactly_once.core.numbers import ascii_int
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.core.telemetry import Metric, counters, logger
@@ -111,7 +112,9 @@ class SlackAdapter(WebhookAdapter):
     def split(self, request: Request) -> Split:
         raw = request.raw_body
         digest = body_digest(raw)
-        if media_type(request) == FORM:
+        # JSON or form is read from the signed bytes, not the unsigned Content-Type: a replayed body with
+        # another Content-Type must parse to the same event (and so the same key).
+        if raw.lstrip()[:1] != b"{":
             fields = form_fields(raw)
             body = json_object(fields["payload"].encode()) if "payload" in fields else dict(fields)
         else:
@@ -146,7 +149,8 @@ class SlackAdapter(WebhookAdapter):
         reason = request.header("x-slack-retry-reason") or ""
         counters.incr("slack", Metric.PROVIDER_RETRIES)
         logger.info("slack retry received", extra={"key": key, "retry_num": retry, "retry_reason": reason})
-        return {"retry_num": int(retry) if retry.isdigit() else retry, "retry_reason": reason}
+        # Unsigned and only informative: kept when it is a number in ASCII digits, else dropped (never a 5xx).
+        return {"retry_num": ascii_int(retry, max_digits=4), "retry_reason": reason[:200]}
 
     def accepted(self, accepted: int, duplicates: int, rejected: int) -> dict[str, Any]:
         return {

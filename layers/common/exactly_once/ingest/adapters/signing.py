@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from exactly_once.core.errors import UnauthorizedError
+from exactly_once.core.numbers import ascii_int
 
 Clock = Callable[[], float]
 SYSTEM_CLOCK: Clock = time.time
@@ -70,10 +71,9 @@ def check_timestamp(raw: str | None, *, now: float, tolerance: int, name: str) -
     """
     if raw is None or not raw.strip():
         raise UnauthorizedError(f"{name} is missing", code="missing_timestamp")
-    value = raw.strip()
-    if not (value.isascii() and value.isdigit()) or len(value) > 12:
+    stamp = ascii_int(raw)
+    if stamp is None:
         raise UnauthorizedError(f"{name} must be unix seconds", code="invalid_timestamp")
-    stamp = int(value)
     if stamp < now - tolerance:
         raise UnauthorizedError(f"{name} is older than {tolerance} s", code="stale_timestamp")
     if stamp > now + tolerance:
