@@ -55,3 +55,28 @@ def test_a_tick_reaches_due_users_behind_pending_ones_and_reports_the_skips(stac
     assert sorted(result.enqueued) == [mailbox_jobs.job_id("b1", slot), mailbox_jobs.job_id("b2", slot)]
     assert result.skipped == {"a1": "scheduled", "a2": "queued", "a3": "running"}
     assert stack.queue_depth("JobsQueue") == 2
+
+
+def test_one_users_failure_does_not_stop_the_tick_for_the_others(stack, db, capsys):
+    from exactly_once.core.telemetry import Metric, counters
+    from tests import emf
+
+    # GIVEN three due users, and the store refusing b2's job with a real error (a constraint b2's row breaks)
+    now = datetime.now(UTC)
+    _users(db, "b1", "b2", "b3")
+    db.execute("ALTER TABLE mailbox_jobs ADD CONSTRAINT test_b2_broken CHECK (user_id <> 'b2')")
+    capsys.readouterr()
+    # WHEN the scheduler ticks
+    result = mailbox_scheduling.tick(db, stack.sqs(), stack.env["JOBS_QUEUE_URL"], now)
+    # THEN b1 and b3 got their jobs, b2's failure is reported and counted, and the tick returned normally
+    slot = mailbox_jobs.slot_of(now)
+    assert sorted(result.enqueued) == [mailbox_jobs.job_id("b1", slot), mailbox_jobs.job_id("b3", slot)]
+    assert list(result.failed) == ["b2"] and "CheckViolation" in result.failed["b2"]
+    assert result.as_dict()["failed"] == 1
+    assert stack.queue_depth("JobsQueue") == 2
+    counters.flush()  # as the scheduler function does at the end of its invocation
+    assert emf.emitted(capsys)[("mailbox", Metric.SCHEDULE_FAILURES)] == 1
+    # AND once the cause is gone, the next tick schedules b2
+    db.execute("ALTER TABLE mailbox_jobs DROP CONSTRAINT test_b2_broken")
+    again = mailbox_scheduling.tick(db, stack.sqs(), stack.env["JOBS_QUEUE_URL"], now)
+    assert again.enqueued == [mailbox_jobs.job_id("b2", slot)] and not again.failed

@@ -141,6 +141,40 @@ def test_a_scheduler_tick_and_ten_concurrent_triggers_make_exactly_one_job(stack
     assert stack.queue_depth("JobsQueue") == 1
 
 
+def test_ten_concurrent_triggers_after_the_slots_job_finished_make_exactly_one_new_job(
+    stack, db, database_url, mailbox_user
+):
+    # GIVEN the slot's job finished (nothing pending)
+    mailbox_user("alice")
+    sqs, url = aws.sqs(), stack.env["JOBS_QUEUE_URL"]
+    now = datetime.now(UTC)
+    finished = mailbox_scheduling.trigger(db, sqs, url, "alice", now).job_id
+    db.execute("UPDATE mailbox_jobs SET status = 'succeeded', finished_at = now() WHERE job_id = %s", (finished,))
+    barrier = threading.Barrier(10)
+    accepted: list[str] = []
+    refused: list[JobConflictError] = []
+
+    def one_trigger() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            barrier.wait()
+            try:
+                accepted.append(mailbox_scheduling.trigger(conn, sqs, url, "alice", now).job_id)
+            except JobConflictError as exc:
+                refused.append(exc)
+
+    # WHEN ten triggers in the same slot fire at once
+    threads = [threading.Thread(target=one_trigger) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    # THEN exactly one new job, the slot's first re-run, and nine 409 job_pending naming it
+    assert accepted == [f"{finished}-r1"]
+    assert [r[:2] for r in jobs(db, "alice")] == [(finished, "succeeded"), (f"{finished}-r1", "queued")]
+    assert len(refused) == 9
+    assert {(e.code, e.job_status.job_id) for e in refused} == {("job_pending", f"{finished}-r1")}
+
+
 def test_the_store_refuses_a_second_pending_job_whoever_writes_it(db, mailbox_user):
     mailbox_user("alice")
     insert = (
@@ -180,14 +214,12 @@ def test_worker_reads_the_mailbox_over_imap_and_processes_each_mail_once(stack, 
     status = job_status(stack, "alice").json()
     assert status["job_id"] is None and not status["has_running_job"]
 
-    # WHEN a new mail arrives and the next slot's job runs (a trigger in the same slot is refused)
-    with time_machine.travel(at, tick=True):
-        again = trigger(stack, "alice")
-    assert (again.status, again.json()["error"]) == (409, "slot_already_processed")
+    # WHEN a new mail arrives and the user triggers again in the same slot (nothing is pending)
     user.add_mail("<m3@bank.example>")
-    with time_machine.travel(at + timedelta(minutes=2), tick=True):
+    with time_machine.travel(at, tick=True):
         later = trigger(stack, "alice")
-    assert later.status == 202
+    # THEN it makes the slot's next job, not a 409: mail may have come after the finished job read the mailbox
+    assert (later.status, later.json()["job_id"]) == (202, first.json()["job_id"] + "-r1")
     drain_jobs(stack)
     # THEN only the new mail was processed; last_check_time only moved forward
     assert db.execute("SELECT count(*) FROM processed_mails").fetchone()[0] == 5

@@ -53,6 +53,7 @@ class Metric:
     LLM_CALLS_PER_ROOM = "LlmCallsPerRoom"  # LiveKit: per completed analysis, the model calls it took
     LATE_FEEDBACK_REDRIVEN = "LateFeedbackRedriven"  # LiveKit: rows created after their room finished, re-driven
     LATE_FEEDBACK_ROWS = "LateFeedbackRows"  # gauge: rows still initiated 10 minutes after their room finished
+    SCHEDULE_FAILURES = "MailboxScheduleFailures"  # a tick could not make one user's job; the others still ran
     FAILED = "EventsFailed"  # a processor raised: SQS retries the message, then the DLQ keeps it
     REPLAYED = "EventsReplayed"  # operator replays the worker received (exactly-once quarantine replay)
     OPEN_QUARANTINE = "OpenQuarantine"  # gauge: quarantine rows awaiting an operator (ops_gauges, every minute)

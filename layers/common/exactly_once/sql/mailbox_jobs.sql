@@ -20,6 +20,10 @@ SELECT c.user_id IS NOT NULL AS configured,
   LEFT JOIN mailbox_jobs p ON p.user_id = u.user_id AND p.status IN ('scheduled', 'queued', 'running')
   LEFT JOIN mailbox_jobs s ON s.job_id = %(job_id)s;
 
+-- name: mailbox_jobs_in_slot
+-- How many jobs the user has had in this slot: the next re-run's number.
+SELECT count(*) FROM mailbox_jobs WHERE user_id = %(user_id)s AND slot = %(slot)s;
+
 -- name: mailbox_job_mark_queued
 -- The JobsQueue accepted the job: it must now be claimed before lease_until, or the reaper expires it.
 UPDATE mailbox_jobs

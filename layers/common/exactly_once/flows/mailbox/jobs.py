@@ -57,10 +57,14 @@ def user_key(user_id: str) -> str:
     return "h" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
 
 
-def job_id(user_id: str, slot: datetime) -> str:
-    """THE job identity: the scheduler and the manual trigger both call this, never anything else."""
+def job_id(user_id: str, slot: datetime, rerun: int = 0) -> str:
+    """THE job identity: the scheduler and the manual trigger both call this, never anything else.
+
+    ``rerun``: a trigger after the slot's job finished (nothing pending) makes the slot's next job,
+    ``-r<n>``; two such triggers at once compute the same id, so the store still makes one.
+    """
     stamp = slot.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"mbx-{user_key(user_id)}-{stamp}"
+    return f"mbx-{user_key(user_id)}-{stamp}" + (f"-r{rerun}" if rerun else "")
 
 
 @dataclass(frozen=True)
@@ -118,14 +122,19 @@ def status(conn: psycopg.Connection[Any], user_id: str, slot_job: str | None = N
     )
 
 
-def create(conn: psycopg.Connection[Any], user_id: str, slot: datetime, origin: str) -> Created | None:
+def create(conn: psycopg.Connection[Any], user_id: str, slot: datetime, origin: str, rerun: int = 0) -> Created | None:
     """Record the job of (user, slot), or None when the store refused it (a pending job, the slot's job
     already exists, or the user is not configured and enabled). One statement, so atomic on its own."""
-    jid = job_id(user_id, slot)
+    jid = job_id(user_id, slot, rerun)
     row = conn.execute(
         q("mailbox_job_create"), {"job_id": jid, "user_id": user_id, "slot": slot, "origin": origin}
     ).fetchone()
     return Created(jid, user_id, slot) if row else None
+
+
+def jobs_in_slot(conn: psycopg.Connection[Any], user_id: str, slot: datetime) -> int:
+    row = conn.execute(q("mailbox_jobs_in_slot"), {"user_id": user_id, "slot": slot}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def message(job: Created) -> dict[str, str]:
