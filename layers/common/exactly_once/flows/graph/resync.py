@@ -25,7 +25,6 @@ from urllib.parse import quote, urlencode
 import psycopg
 
 from exactly_once.core import aws
-from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ProviderCallError, ProviderTimeoutError, QueueUnavailableError
 from exactly_once.core.fifo import EventQueue
 from exactly_once.core.queries import q
@@ -87,7 +86,7 @@ class Resync:
                 if events and self.queue.send(events):
                     raise QueueUnavailableError("the events queue refused part of a resync page")
                 counters.incr("graph", Metric.GRAPH_RESYNCED, len(events))
-                crashpoint("graph.resync.after_queue")  # queued, the link not stored: resent, never lost
+                # A crash here (queued, the link not stored) resends the page: duplicates, never a loss.
                 mails += len(events)
                 next_link = page.get("@odata.nextLink")
                 if not next_link:
