@@ -86,9 +86,15 @@ def post_json(url: str, payload: Any) -> Any:
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+    """Poll ``check`` until it is truthy; an element the page re-rendered meanwhile (stale) means "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        found = check()
+        try:
+            found = check()
+        except StaleElementReferenceException:
+            found = None
         if found:
             return found
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -131,15 +137,15 @@ def test_an_operator_finds_reads_resolves_and_replays_quarantined_mail(stack, br
     graph_card = wait_for(
         lambda: browser.find_elements(By.CSS_SELECTOR, "article[data-provider=graph]"), "the graph card"
     )
-    assert "2 open in quarantine" in graph_card[0].text
+    assert "2 open in quarantine" in graph_card[0].text and "0 effects made" in graph_card[0].text
+    assert not browser.find_element(By.ID, "login").is_displayed()
     browser.save_screenshot(str(screenshot_dir(tmp_path) / "console-overview.png"))
 
     # AND the quarantine lists both; the first's raw body is shown pretty-printed, the hostile string as text
     browser.find_element(By.CSS_SELECTOR, "a[data-tab=quarantine]").click()
     listed = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#quarantine-body tr.pick"), "quarantine rows")
     assert len(listed) == 2
-    m1 = next(r for r in listed if "|m1|" in r.text)
-    m1.click()
+    wait_for(lambda: click_row(browser, "|m1|"), "m1's row")
     raw = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[data-testid=raw-body]"), "the raw body")[0]
     assert HOSTILE in raw.text and '"changeType": "created"' in raw.text and client_state not in raw.text
     assert browser.find_elements(By.CSS_SELECTOR, "#quarantine-detail img") == []
@@ -158,8 +164,7 @@ def test_an_operator_finds_reads_resolves_and_replays_quarantined_mail(stack, br
         f"{stack.url}/fake/_fake/state",
         {"provider": "graph", "user": USER, "message": graph_message("m2", "<m2@example.com>")},
     )
-    m2 = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#quarantine-body tr.pick") if "|m2|" in r.text)
-    m2.click()
+    wait_for(lambda: click_row(browser, "|m2|"), "m2's row")
     wait_for(lambda: "m2" in browser.find_element(By.CSS_SELECTOR, "[data-testid=raw-body]").text, "m2's body")
     replay = browser.find_element(By.CSS_SELECTOR, "[data-testid=replay]")
     browser.execute_script("arguments[0].click(); arguments[0].click();", replay)
@@ -190,6 +195,16 @@ def test_an_operator_finds_reads_resolves_and_replays_quarantined_mail(stack, br
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "403" not in e["message"]]
     assert errors == []
     assert elapsed < 60, f"the browser part took {elapsed:.1f} s"
+
+
+def click_row(browser: Any, containing: str) -> bool:
+    from selenium.webdriver.common.by import By
+
+    for row in browser.find_elements(By.CSS_SELECTOR, "#quarantine-body tr.pick"):
+        if containing in row.text:
+            row.click()
+            return True
+    return False
 
 
 def sign_in(browser: Any, token: str, operator: str) -> None:

@@ -8,7 +8,7 @@ SELECT provider, date_trunc('hour', first_seen_at) AS hour, count(*) AS events,
        COALESCE(sum(deliveries - 1), 0)::bigint AS worker_duplicates,
        count(*) FILTER (WHERE split_part(outcome, ':', 1) IN ('duplicate', 'recovered')) AS database_duplicates,
        count(*) FILTER (WHERE effect_id IS NOT NULL
-                          AND split_part(outcome, ':', 1) NOT IN ('duplicate', 'recovered')) AS effects,
+                          AND split_part(outcome, ':', 1) NOT IN ('duplicate', 'recovered', 'quarantined')) AS effects,
        count(*) FILTER (WHERE outcome = 'quarantined') AS quarantined
   FROM event_log
  WHERE first_seen_at >= now() - make_interval(hours => %(hours)s)
