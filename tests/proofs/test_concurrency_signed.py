@@ -83,7 +83,8 @@ FLOWS = [
         "/webhooks/github",
         g.signed_github,
         4 * DAY,
-        "SELECT count(*) FROM event_log WHERE provider = 'github' AND event_key LIKE '%%' || %(id)s",
+        # keyed by the body's digest; the delivery id travels in the payload
+        "SELECT count(*) FROM event_log WHERE provider = 'github' AND payload->>'delivery' = %(id)s",
     ),
     Flow(
         "slack",
