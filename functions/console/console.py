@@ -23,7 +23,12 @@ from exactly_once.core.telemetry import flushes_metrics, logger
 from exactly_once.flows.mailbox.scheduling import JobConflictError, UnknownUserError
 from exactly_once.ingest.apigw import Request, json_response
 from exactly_once.ops.console import ConsoleApi, ConsoleSettings, asset_response
-from exactly_once.ops.console.actions import ActionInProgressError, IdempotencyKeyReusedError, SendNotInReviewError
+from exactly_once.ops.console.actions import (
+    ActionInProgressError,
+    IdempotencyKeyReusedError,
+    SendNotInReviewError,
+    UnknownMailboxError,
+)
 from exactly_once.ops.console.redact import secret_values
 from exactly_once.ops.quarantine import NotReplayableError, QuarantineNotFoundError, ReplayNotSentError
 
@@ -54,7 +59,7 @@ def answer(exc: ExactlyOnceError) -> dict[str, Any]:
     """A library error as the console's JSON answer (never its cause's text when that could hold a secret)."""
     if isinstance(exc, HttpError):
         return _error(exc.status, exc.code, exc.message)
-    if isinstance(exc, QuarantineNotFoundError | UnknownUserError):
+    if isinstance(exc, QuarantineNotFoundError | UnknownUserError | UnknownMailboxError):
         return _error(404, "not_found", str(exc))
     if isinstance(exc, NotReplayableError | SendNotInReviewError | ActionInProgressError):
         code = "in_progress" if isinstance(exc, ActionInProgressError) else "conflict"

@@ -204,3 +204,23 @@ def test_the_page_is_static_with_a_strict_policy_and_never_reaches_the_api(stack
     )
     for path in ("/console/static/../api/overview", "/console/static/secrets.json", "/console/static/"):
         assert stack.invoke_http(FUNCTION, "GET", "http://local" + path).status == 404
+
+
+def test_graph_subscriptions_show_expiry_and_a_resync_is_asked_once(stack, db):
+    # GIVEN a watched mailbox whose live subscription expires in 10 hours
+    db.execute("INSERT INTO graph_mailboxes (mailbox) VALUES ('help@example.com')")
+    db.execute(
+        "INSERT INTO graph_subscriptions (subscription_id, mailbox, resource, client_state_id, expires_at, status)"
+        " VALUES ('sub-1', 'help@example.com', 'users/help@example.com/messages', 'fp', now() + interval '10 hours',"
+        " 'active')"
+    )
+    # WHEN the console lists them and asks for a resync (twice with one key), and for an unknown mailbox
+    listed = get(stack, "graph").json()["items"]
+    first = act(stack, "graph/help@example.com/resync", {"operator": "ops"}, key="resync-key-1")
+    again = act(stack, "graph/help@example.com/resync", {"operator": "ops"}, key="resync-key-1")
+    unknown = act(stack, "graph/nobody@example.com/resync", {"operator": "ops"}, key="resync-key-2")
+    # THEN the subscription and its expiry are shown, the resync is wanted once, the unknown mailbox is a 404
+    assert [(r["mailbox"], r["subscription_id"]) for r in listed] == [("help@example.com", "sub-1")]
+    assert (first.status, first.json()["repeated"], again.json()["repeated"]) == (200, False, True)
+    assert db.execute("SELECT resync_wanted_at IS NOT NULL FROM graph_mailboxes").fetchone() == (True,)
+    assert unknown.status == 404

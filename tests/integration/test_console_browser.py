@@ -191,6 +191,10 @@ def test_an_operator_finds_reads_resolves_and_replays_quarantined_mail(stack, br
     link[0].click()
     trace = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[data-testid=trace]"), "the trace")[0]
     assert "ticket" in trace.text and "alice@oncall" in trace.text
+    # AND the other views load (empty here) without an error
+    for tab in ("sends", "jobs", "graph"):
+        browser.find_element(By.CSS_SELECTOR, f"a[data-tab={tab}]").click()
+        wait_for(lambda tab=tab: "nothing here" in browser.find_element(By.ID, f"{tab}-body").text, f"the {tab} view")
     # AND the browser logged no error (the wrong token's 403 aside, which the page handled)
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "403" not in e["message"]]
     assert errors == []

@@ -31,6 +31,10 @@ class IdempotencyKeyReusedError(ExactlyOnceError):
     """The Idempotency-Key was used before for a different action, target or body."""
 
 
+class UnknownMailboxError(ExactlyOnceError):
+    """No Graph mailbox of this name is configured."""
+
+
 class SendNotInReviewError(ExactlyOnceError):
     """The send is not in review (already settled, maybe from another tab): nothing was changed."""
 
@@ -136,3 +140,12 @@ def trigger_job(conn: psycopg.Connection[Any], sqs: Any, queue_url: str, user_id
 
     job = trigger(conn, sqs, queue_url, user_id, datetime.now(UTC))
     return {"job_id": job.job_id, "user_id": user_id, "slot": job.slot.isoformat()}
+
+
+def graph_resync(conn: psycopg.Connection[Any], mailbox: str) -> dict[str, Any]:
+    """Ask for a delta resync of a mailbox (the manager's next run takes it), as a lifecycle event would."""
+    from exactly_once.flows.graph.mailboxes import want_resync
+
+    if not want_resync(conn, mailbox, datetime.now(UTC)):
+        raise UnknownMailboxError(f"no Graph mailbox {mailbox}")
+    return {"mailbox": mailbox, "resync_wanted": True}

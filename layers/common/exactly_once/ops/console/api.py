@@ -9,11 +9,13 @@
     GET  quarantine?status=&provider=&before_id=&limit=      and  quarantine/{id}
     GET  sends?status=review|unknown&before_id=&limit=       and  sends/{id}
     GET  jobs?after_user=&limit=               mailbox users, their latest job
+    GET  graph                                 Graph mailboxes: subscription expiry, last renewal, resync
 
 Actions (POST, JSON body, ``Idempotency-Key`` header, ``operator`` in the body, as the CLI's ``--by``):
 
     quarantine/{id}/resolve {note}     quarantine/{id}/replay {note, force}
     sends/{id}/resolve {decision, note, provider_message_id}     jobs/{user_id}/trigger {}
+    graph/{mailbox}/resync {}
 """
 
 from __future__ import annotations
@@ -123,13 +125,17 @@ class ConsoleApi:
                 return self.send_show(_id(sid))
             case ["jobs"] if method == "GET":
                 return self.jobs(request.query)
+            case ["graph"] if method == "GET":
+                return 200, {"items": views.graph_subscriptions(self.connection()), "next": None}
             case ["quarantine", qid, "resolve" | "replay" as verb] if method == "POST":
                 return self.act(request, f"quarantine.{verb}", str(_id(qid)))
             case ["sends", sid, "resolve"] if method == "POST":
                 return self.act(request, "send.resolve", str(_id(sid)))
             case ["jobs", user_id, "trigger"] if method == "POST":
                 return self.act(request, "job.trigger", _text(user_id, "user_id", 200))
-            case ["overview" | "events" | "trace" | "quarantine" | "sends" | "jobs", *_]:
+            case ["graph", mailbox, "resync"] if method == "POST":
+                return self.act(request, "graph.resync", _text(mailbox, "mailbox", 320).lower())
+            case ["overview" | "events" | "trace" | "quarantine" | "sends" | "jobs" | "graph", *_]:
                 raise MethodNotAllowedError(method)
         raise NotFoundError(f"no console route {request.path}")
 
@@ -268,6 +274,8 @@ class ConsoleApi:
                 )
             note = _text(body.get("note"), "note", MAX_TEXT)
             return actions.resolve_send(conn, int(target), decision, by=by, note=note, provider_message_id=message_id)
+        if action == "graph.resync":
+            return actions.graph_resync(conn, target)
         queue = self.settings.jobs_queue_url
         if not queue:
             raise ConfigurationError("JOBS_QUEUE_URL is not set: the console cannot trigger jobs")

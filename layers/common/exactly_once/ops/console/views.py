@@ -136,3 +136,8 @@ def send_detail(conn: psycopg.Connection[Any], send_id: int) -> dict[str, Any] |
 
 def mailbox_users(conn: psycopg.Connection[Any], *, after_user: str | None, limit: int) -> list[dict[str, Any]]:
     return rows(conn, "console_mailbox_users", {"after_user": after_user, "limit": limit})
+
+
+def graph_subscriptions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Each watched mailbox, its live subscription (expiry, last renewal) and its resync (the manager's rows)."""
+    return rows(conn, "graph_status", {})

@@ -294,6 +294,28 @@ const views = {
     const next = page.next ? el("button", { type: "button", on: { click: () => views.jobs(page.next) } }, "More") : null;
     replace($("jobs-body"), rows, next);
   },
+
+  async graph() {
+    const page = await call("graph");
+    const expiry = (r) => {
+      if (!r.expires_at) return "no live subscription";
+      const hours = (Date.parse(r.expires_at) - Date.now()) / 3600000;
+      return hours < 0 ? "expired" : `in ${Math.round(hours)} h`;
+    };
+    const rows = table(page.items, [
+      ["mailbox", "mailbox"],
+      ["watched", "watched"],
+      ["subscription", "subscription_id"],
+      ["expires", (r) => el("span", { class: r.expires_at && Date.parse(r.expires_at) - Date.now() > 86400000 ? "" : "warn" }, expiry(r))],
+      ["renewed", (r) => (r.renewed_at ? `${age(r.renewed_at)} ago` : "")],
+      ["failures", "failures"],
+      ["last error", "last_error"],
+      ["resynced", (r) => (r.resynced_at ? `${age(r.resynced_at)} ago (${r.resynced_mails} mails)` : "never")],
+      ["resync error", "resync_error"],
+      ["", (r) => actionButton("Resync", (key) => call(`graph/${encodeURIComponent(r.mailbox)}/resync`, { key, body: {} }).then((a) => { views.graph(); return a; }), "resync")],
+    ]);
+    replace($("graph-body"), rows);
+  },
 };
 
 // Bars per hour: events, with the duplicates and the quarantined drawn over them. Attributes, not
