@@ -54,6 +54,8 @@ class Metric:
     LATE_FEEDBACK_REDRIVEN = "LateFeedbackRedriven"  # LiveKit: rows created after their room finished, re-driven
     LATE_FEEDBACK_ROWS = "LateFeedbackRows"  # gauge: rows still initiated 10 minutes after their room finished
     SCHEDULE_FAILURES = "MailboxScheduleFailures"  # a tick could not make one user's job; the others still ran
+    DUPLICATE_SHARE = "DuplicateShare"  # percent of a webhook POST's events that ingest found already delivered
+    RECIPIENT_REPEATS = "RecipientRepeats"  # a send reached a recipient another send reached within the hour
     FAILED = "EventsFailed"  # a processor raised: SQS retries the message, then the DLQ keeps it
     REPLAYED = "EventsReplayed"  # operator replays the worker received (exactly-once quarantine replay)
     OPEN_QUARANTINE = "OpenQuarantine"  # gauge: quarantine rows awaiting an operator (ops_gauges, every minute)
@@ -71,13 +73,13 @@ class Counters:
         self._service = service
         self._by_provider: dict[str, EphemeralMetrics] = {}
 
-    def incr(self, provider: str, name: str, value: float = 1) -> None:
+    def incr(self, provider: str, name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
         metrics = self._by_provider.get(provider)
         if metrics is None:
             metrics = EphemeralMetrics(namespace=NAMESPACE, service=self._service)
             metrics.add_dimension(name="provider", value=provider)
             self._by_provider[provider] = metrics
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        metrics.add_metric(name=name, unit=unit, value=value)
 
     def flush(self) -> None:
         for metrics in self._by_provider.values():

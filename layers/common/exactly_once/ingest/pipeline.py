@@ -20,6 +20,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import (
     DedupUnavailableError,
@@ -102,6 +104,10 @@ class WebhookIngest:
             self.accept([exc.event], remaining_ms)  # keep the signed bytes, then refuse them
             raise
         accepted, duplicates = self.accept(split.events, remaining_ms)
+        if accepted + duplicates:
+            # One value per POST; its Average over a period is the duplicate rate the alarm watches.
+            share = 100.0 * duplicates / (accepted + duplicates)
+            counters.incr(self.adapter.provider, Metric.DUPLICATE_SHARE, share, MetricUnit.Percent)
         return self.adapter.accepted(accepted, duplicates, split.rejected)
 
     def accept(self, events: list[InboundEvent], remaining_ms: int | None) -> tuple[int, int]:

@@ -15,3 +15,7 @@ CREATE INDEX IF NOT EXISTS livekit_rooms_finished_at_idx ON livekit_rooms_finish
 -- The late-row scan joins initiated rows without a lease to finished rooms.
 CREATE INDEX IF NOT EXISTS user_feedback_unleased_idx ON user_feedback (room_sid)
     WHERE lease_until IS NULL AND claim_token IS NULL;
+
+-- Sends: "the same recipient messaged more than once within an hour" (the LinkedIn sends incident)
+-- is read from the ledger at every completion: by channel and recipient, in time.
+CREATE INDEX IF NOT EXISTS sent_messages_recipient_idx ON sent_messages (channel, recipient, sent_at);

@@ -19,6 +19,7 @@ from psycopg import errors
 from exactly_once.core import store
 from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ProviderCallError, ProviderTimeoutError
+from exactly_once.core.queries import q
 from exactly_once.core.telemetry import Metric, counters, logger
 from exactly_once.sends import queue as send_queue
 from exactly_once.sends.channels import sender
@@ -67,7 +68,32 @@ def record_sent(
         return "fenced_out"
     counters.incr(PROVIDER, Metric.EFFECTS)
     logger.info("send settled", extra={"send_id": claim.id, "outcome": "sent", "settled_by": settled_by})
+    _watch_recipient(conn, claim)
     return "sent"
+
+
+#: "The same recipient messaged more than once within an hour" (the LinkedIn sends incident's alarm).
+RECIPIENT_REPEAT_WINDOW_SECONDS = 3600
+
+
+def _watch_recipient(conn: psycopg.Connection[Any], claim: SendClaim) -> None:
+    """Count a send that reached a recipient another send (another key) reached within the hour.
+
+    Counted under the channel (``RecipientRepeats``, provider ``unipile`` or ``whatsapp``) and logged
+    with the send ids, never the recipient. Only a count: the send happened; the alarm tells a person.
+    """
+    try:
+        params = {"send_id": claim.id, "window_seconds": RECIPIENT_REPEAT_WINDOW_SECONDS}
+        others = [int(r[0]) for r in conn.execute(q("send_recipient_repeats"), params).fetchall()]
+    except psycopg.Error:
+        logger.exception("recipient repeat check failed", extra={"send_id": claim.id})  # the send stands
+        return
+    if others:
+        counters.incr(claim.channel, Metric.RECIPIENT_REPEATS)
+        logger.warning(
+            "recipient messaged more than once within an hour",
+            extra={"send_id": claim.id, "channel": claim.channel, "other_send_ids": others},
+        )
 
 
 def to_review(conn: psycopg.Connection[Any], claim: SendClaim, reason: str) -> None:

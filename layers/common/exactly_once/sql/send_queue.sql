@@ -287,3 +287,16 @@ WITH decided AS (
     RETURNING id
 )
 SELECT status FROM decided;
+
+-- name: send_recipient_repeats
+-- Other sends recorded to the same recipient on the same channel within %(window_seconds)s of this
+-- one (either side: a reconciliation may settle an earlier send later), whatever their keys: a caller
+-- that retries with fresh keys double-messages a person, which no key can stop.
+SELECT m.send_id
+  FROM sent_messages me
+  JOIN sent_messages m ON m.channel = me.channel AND m.recipient = me.recipient AND m.send_id <> me.send_id
+ WHERE me.send_id = %(send_id)s
+   AND m.sent_at BETWEEN me.sent_at - make_interval(secs => %(window_seconds)s)
+                     AND me.sent_at + make_interval(secs => %(window_seconds)s)
+ ORDER BY m.send_id
+ LIMIT 20;
