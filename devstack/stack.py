@@ -207,6 +207,8 @@ class LocalStack:
         wanted: dict[str, dict[str, str]] = {"Parameters": parameters}
         for function in self.template.functions():
             resolved = self.aws.function_env(function, template_params)
+            # Locally IMAP passwords (IMAP_PASSWORD_*) come from env.local.json, not from a secret.
+            resolved.pop("IMAP_SECRET_ARN", None)
             wanted[function] = {k: v for k, v in resolved.items() if k not in parameters}
         data = env_local.merge(self.config.env_file, wanted, self.config.state_dir / "env.generated.json")
         merged: dict[str, str] = {}

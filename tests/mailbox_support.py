@@ -76,7 +76,7 @@ def mailbox_user(
         user = MailboxUser(
             user_id=user_id,
             username=f"{user_id}-{suffix}",
-            secret_name=f"MAILBOX_PASSWORD_{suffix.upper()}",
+            secret_name=f"IMAP_PASSWORD_{suffix.upper()}",
             password=f"pw-{uuid.uuid4().hex}",
             dovecot=dovecot,
             proxy=imap_proxy,

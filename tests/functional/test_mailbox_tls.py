@@ -1,6 +1,7 @@
-"""IMAP over TLS against a real dovecot (imaps, on loopback): the certificate and the host name are checked
-before the password leaves; plaintext IMAP is refused unless the local stack allows it, and a job that is
-refused fails at once with the reason instead of logging in.
+"""Mailbox configuration that is refused, and IMAP over TLS against a real dovecot (imaps, on loopback): the
+certificate and the host name are checked before the password leaves; plaintext IMAP is refused unless the
+local stack allows it; a password name outside IMAP_PASSWORD_* is refused; a refused job fails at once with
+the reason instead of logging in.
 """
 
 from __future__ import annotations
@@ -114,4 +115,22 @@ def test_a_job_on_plaintext_imap_fails_at_once_without_logging_in(stack, db, mai
     error = db.execute("SELECT error FROM mailbox_jobs WHERE user_id = 'plain'").fetchone()[0]
     assert "plaintext IMAP" in error
     assert poller.stats["failures"] == 0
+    assert user.logins == 0
+
+
+def test_a_job_naming_a_secret_outside_the_imap_prefix_fails_at_once_and_reads_nothing(stack, db, mailbox_user):
+    # GIVEN whoever can write mailbox_configs points a user's password at the Lambda's own credentials
+    user = mailbox_user("mallory")
+    db.execute("UPDATE mailbox_configs SET password_secret = 'AWS_SESSION_TOKEN' WHERE user_id = 'mallory'")
+    answer = stack.invoke_http(
+        "JobTriggerFunction", "POST", "http://127.0.0.1:3000/jobs/mallory/trigger", b"", TOKEN_HEADERS
+    )
+    assert answer.status == 202
+    # WHEN the worker takes the job
+    poller = stack.poller(WORKER, "JobsQueue")
+    poller.poll_once()
+    # THEN the job failed on its first attempt, naming the rule; nothing was sent to the IMAP server
+    assert jobs(db, "mallory")[0][1:4] == ("failed", "trigger", 1)
+    error = db.execute("SELECT error FROM mailbox_jobs WHERE user_id = 'mallory'").fetchone()[0]
+    assert "password_secret must match" in error
     assert user.logins == 0

@@ -10,23 +10,46 @@ Values are never logged.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from exactly_once.core.errors import ConfigurationError
 from exactly_once.core.settings import env_int
 
+#: Mailbox passwords: the name comes from a database row (mailbox_configs.password_secret), so only
+#: this prefix may be named: never AWS_SESSION_TOKEN, a provider's secret or the operator token.
+IMAP_PASSWORD_NAME = re.compile(r"^IMAP_PASSWORD_[A-Z0-9_]{1,64}$")
 
-def _secret_document() -> dict[str, Any]:
-    arn = os.environ.get("APP_SECRET_ARN")
-    if not arn:
-        return {}
+
+def _document(arn: str, variable: str) -> dict[str, Any]:
     # Imported here: handlers that run with environment overrides never pay for it.
     from aws_lambda_powertools.utilities import parameters
 
     value = parameters.get_secret(arn, transform="json", max_age=env_int("SECRETS_MAX_AGE", 300))
     if not isinstance(value, dict):
-        raise ConfigurationError("APP_SECRET_ARN must hold a JSON object")
+        raise ConfigurationError(f"{variable} must hold a JSON object")
     return value
+
+
+def _secret_document() -> dict[str, Any]:
+    arn = os.environ.get("APP_SECRET_ARN")
+    return _document(arn, "APP_SECRET_ARN") if arn else {}
+
+
+def imap_password(name: str) -> str:
+    """The IMAP password stored under ``name`` (``IMAP_PASSWORD_<A-Z0-9_>``, as mailbox_configs names it).
+
+    With ``IMAP_SECRET_ARN`` set (on AWS: the template sets it) the password comes from that secret only,
+    never from the process environment; without it (local stack, tests) from the environment.
+    """
+    if not IMAP_PASSWORD_NAME.match(name):
+        raise ConfigurationError(f"password_secret must match {IMAP_PASSWORD_NAME.pattern}, got {name[:80]!r}")
+    arn = os.environ.get("IMAP_SECRET_ARN")
+    value = _document(arn, "IMAP_SECRET_ARN").get(name) if arn else os.environ.get(name)
+    if not value:
+        where = "the IMAP_SECRET_ARN secret" if arn else "the environment (no IMAP_SECRET_ARN)"
+        raise ConfigurationError(f"IMAP password {name} is not configured in {where}")
+    return str(value)
 
 
 def secret_document() -> dict[str, Any]:

@@ -26,7 +26,7 @@ from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ConfigurationError
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.queries import q
-from exactly_once.core.secrets import get_secret
+from exactly_once.core.secrets import imap_password
 from exactly_once.core.settings import env_flag, env_int
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.flows.mailbox.imap import ImapAccount, ImapReadError, Mail, fetch_since
@@ -70,7 +70,7 @@ def run_job(conn: psycopg.Connection[Any], job_id: str) -> str:
             host=config[1],
             port=int(config[2]),
             username=config[3],
-            password=get_secret(config[5]),
+            password=imap_password(config[5]),
             use_ssl=bool(config[4]),
             folder=config[6],
             timeout=float(env_int("MAILBOX_IMAP_TIMEOUT_SECONDS", 30)),
