@@ -80,7 +80,14 @@ class HttpClient:
             )
         else:
             retry = Retry(total=self._retries, connect=self._retries, read=0, status=0, other=0, redirect=0)
-        kwargs: dict[str, Any] = {"headers": all_headers, "timeout": self._timeout, "retries": retry}
+        # redirect=False: a 3xx is not followed. urllib3 drops Authorization on a cross-host redirect but
+        # not our own credential headers (Unipile's X-API-KEY); no provider API here answers with one.
+        kwargs: dict[str, Any] = {
+            "headers": all_headers,
+            "timeout": self._timeout,
+            "retries": retry,
+            "redirect": False,
+        }
         if json_body is not None:
             kwargs["body"] = json.dumps(json_body).encode()
             all_headers.setdefault("Content-Type", "application/json")
@@ -100,6 +107,9 @@ class HttpClient:
         result = HttpResult(response.status, response.data, {k.lower(): v for k, v in response.headers.items()})
         if response.status >= 400:
             retry_after = _retry_after(result.headers.get("retry-after"))
+        if 300 <= response.status < 400:
+            where = result.headers.get("location", "")[:200]
+            raise ProviderCallError(response.status, f"redirect to {where!r} not followed (credentials stay here)")
             raise ProviderCallError(response.status, result.body.decode("utf-8", "replace"), retry_after=retry_after)
         return result
 

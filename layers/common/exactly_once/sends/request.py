@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from exactly_once.core.errors import BadRequestError, ConfigurationError, ExactlyOnceError
+from exactly_once.core.provider_paths import is_segment
 
 CHANNELS = ("whatsapp", "unipile")
 POLICIES = ("at_most_once", "at_least_once")
@@ -62,6 +63,9 @@ class SendRequest:
         fields = {k: body.get(k) for k in ("channel", "sender_account", "recipient")}
         if not all(isinstance(v, str) and v for v in fields.values()):
             raise BadRequestError("channel, sender_account and recipient are required strings")
+        if not all(is_segment(str(fields[k])) for k in ("sender_account", "recipient")):
+            # They go into provider URLs as path segments: '.' and '..' would be resolved to another endpoint.
+            raise BadRequestError("sender_account and recipient cannot be '.' or '..'", code="invalid_id")
         if not isinstance(payload, dict):
             raise BadRequestError("payload must be an object (or give text)")
         policy = body.get("policy")

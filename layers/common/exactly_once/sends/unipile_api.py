@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from exactly_once.core.outbound_http import HttpClient
+from exactly_once.core.provider_paths import segment
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 
@@ -52,7 +52,7 @@ class UnipileClient:
     def send_message(self, chat_id: str, text: str) -> SentMessage:
         """POST /api/v1/chats/{chat_id}/messages (multipart ``text``)."""
         data = self._http.request(
-            "POST", f"/api/v1/chats/{quote(chat_id, safe='')}/messages", fields={"text": text}, idempotent=False
+            "POST", f"/api/v1/chats/{segment(chat_id)}/messages", fields={"text": text}, idempotent=False
         ).json()
         return SentMessage(str(data["message_id"]), chat_id)
 
@@ -68,7 +68,7 @@ class UnipileClient:
 
     def list_messages(self, chat_id: str, limit: int = 50) -> list[ChatMessage]:
         """GET /api/v1/chats/{chat_id}/messages: the chat's most recent messages."""
-        data = self._http.request("GET", f"/api/v1/chats/{quote(chat_id, safe='')}/messages?limit={limit}").json()
+        data = self._http.request("GET", f"/api/v1/chats/{segment(chat_id)}/messages?limit={limit}").json()
         return [_message(item) for item in (data or {}).get("items", [])]
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import quote
 
 from exactly_once.core.outbound_http import HttpClient
+from exactly_once.core.provider_paths import segment
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.sends.unipile_api import SentMessage
@@ -44,6 +44,6 @@ class WhatsAppClient:
         )
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, **message}
         data = self._http.request(
-            "POST", f"/{self._version}/{quote(phone_number_id, safe='')}/messages", json_body=body, idempotent=False
+            "POST", f"/{self._version}/{segment(phone_number_id)}/messages", json_body=body, idempotent=False
         ).json()
         return SentMessage(str(data["messages"][0]["id"]))

@@ -13,9 +13,9 @@ import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from exactly_once.core.errors import ConfigurationError, ProviderCallError
+from exactly_once.core.provider_paths import segment
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.flows.graph.client import GraphClient
@@ -93,16 +93,16 @@ class SubscriptionsApi:
 
     def renew(self, subscription_id: str, settings: SubscriptionSettings, now: dt.datetime) -> dt.datetime:
         body = {"expirationDateTime": iso(now + dt.timedelta(minutes=settings.minutes))}
-        data = self._graph.call("PATCH", f"/subscriptions/{quote(subscription_id, safe='')}", body).json()
+        data = self._graph.call("PATCH", f"/subscriptions/{segment(subscription_id)}", body).json()
         return parse_time(str(data["expirationDateTime"]))
 
     def reauthorize(self, subscription_id: str) -> None:
-        self._graph.call("POST", f"/subscriptions/{quote(subscription_id, safe='')}/reauthorize")
+        self._graph.call("POST", f"/subscriptions/{segment(subscription_id)}/reauthorize")
 
     def delete(self, subscription_id: str) -> None:
         """Delete; one already gone counts as deleted."""
         try:
-            self._graph.call("DELETE", f"/subscriptions/{quote(subscription_id, safe='')}")
+            self._graph.call("DELETE", f"/subscriptions/{segment(subscription_id)}")
         except ProviderCallError as exc:
             if exc.status != 404:
                 raise
@@ -117,4 +117,4 @@ class SubscriptionsApi:
         return found
 
     def user_id(self, mailbox: str) -> str:
-        return str(self._graph.call("GET", f"/users/{quote(mailbox, safe='@')}?$select=id").json()["id"])
+        return str(self._graph.call("GET", f"/users/{segment(mailbox, safe='@')}?$select=id").json()["id"])
