@@ -314,6 +314,18 @@ def test_the_cli_finds_everything_through_the_stack_on_aws(stack, db, capsys, mo
     )
     qid = quarantine_mail_without_message_id(stack, db)
     add_mail(stack, "m1", "<m1@example.com>")
+    # The URL from the RDS secret verifies TLS against the RDS CAs; this machine's Postgres offers no TLS,
+    # so (here only) the verified mode is swapped for a plain one after checking it was asked for.
+    from exactly_once.core import db as db_module
+
+    built = db_module.url_from_secret
+
+    def plain(secret):
+        url = built(secret)
+        assert "sslmode=verify-full" in url
+        return url.replace("sslmode=verify-full", "sslmode=disable")
+
+    monkeypatch.setattr(db_module, "url_from_secret", plain)
 
     def operator(*argv: str):
         with monkeypatch.context() as shell:  # the operator's shell: none of the functions' variables
