@@ -46,6 +46,11 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
+#: What ``make run`` paces sends with (sends/pacing.PacingRule fields): no holding back.
+LOCAL_PACING = {"daily_cap": 100000, "weekly_cap": None, "min_spacing_seconds": 0, "max_spacing_seconds": None,
+                "work_start": None, "work_end": None}  # fmt: skip
+
+
 @dataclass
 class StackConfig:
     port: int = 3000
@@ -199,6 +204,9 @@ class LocalStack:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "POWERTOOLS_METRICS_DISABLED": "true",  # EMF blobs on stdout would drown the console
             "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # local development only: the template never sets it
+            # The local stack storms many sends per account: LinkedIn's real pacing (sends/pacing.py: 2-5 minutes
+            # apart, working hours) would make a demo wait for hours. A deployed stack keeps the real defaults.
+            "SEND_PACING": json.dumps({"unipile": LOCAL_PACING, "whatsapp": LOCAL_PACING}),
         }
         # The app secret also carries the fakes' URLs: `sam local` passes only declared variables,
         # and the library reads LLM_BASE_URL and friends through get_secret.

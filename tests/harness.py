@@ -51,6 +51,11 @@ class HttpAnswer:
         return json.loads(self.body)
 
 
+#: Pacing that never holds a send back (no spacing, no hours, no weekly cap): see sends/pacing.py.
+UNPACED = {"daily_cap": 100000, "weekly_cap": None, "min_spacing_seconds": 0, "max_spacing_seconds": None,
+           "work_start": None, "work_end": None, "work_days": [1, 2, 3, 4, 5, 6, 7]}  # fmt: skip
+
+
 def stack_env(aws: LocalAws, fakes: FakeProviders, database_url: str) -> dict[str, str]:
     """Every variable the template gives its functions, resolved locally, plus test secrets and endpoints."""
     env: dict[str, str] = {}
@@ -73,6 +78,8 @@ def stack_env(aws: LocalAws, fakes: FakeProviders, database_url: str) -> dict[st
             "POWERTOOLS_METRICS_NAMESPACE": "ExactlyOnce",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # the dovecot on loopback speaks plain IMAP
+            # Tests send many messages per account at once; the pacing tests set LinkedIn's rules themselves.
+            "SEND_PACING": json.dumps({"unipile": UNPACED, "whatsapp": UNPACED}),
         }
     )
     return env

@@ -34,6 +34,7 @@ from exactly_once.core.fifo import group_id
 from exactly_once.core.queries import q
 from exactly_once.core.settings import env_int
 from exactly_once.core.telemetry import logger
+from exactly_once.sends import pacing
 from exactly_once.sends.request import SendRequest, default_policy
 
 if TYPE_CHECKING:
@@ -216,8 +217,7 @@ def claim(conn: psycopg.Connection[Any], send_id: int) -> SendClaim | NotClaimed
             "id": send_id,
             "token": token,
             "lease_seconds": lease_seconds(),
-            "daily_cap": env_int("SEND_DAILY_CAP", 1000),
-            "min_spacing_seconds": float(env_int("SEND_MIN_SPACING_MS", 0)) / 1000.0,
+            "pacing": json.dumps(pacing.all_defaults()),
         },
     ).fetchone()
     if row is not None:
@@ -337,18 +337,22 @@ def resolve_review(
 
 
 def set_pacing(
-    conn: psycopg.Connection[Any], channel: str, sender_account: str, *, daily_cap: int, min_spacing_seconds: float
+    conn: psycopg.Connection[Any],
+    channel: str,
+    sender_account: str,
+    rule: pacing.PacingRule | None = None,
+    **changes: Any,
 ) -> None:
-    """Configure one sender account's pacing (rows are created with the environment's defaults)."""
-    conn.execute(
-        q("send_pacing_set"),
-        {
-            "channel": channel,
-            "sender_account": sender_account,
-            "daily_cap": daily_cap,
-            "min_spacing_seconds": min_spacing_seconds,
-        },
-    )
+    """Configure one sender account's pacing: ``rule``, or the channel's defaults with ``changes``
+    (``daily_cap=100, min_spacing_seconds=30``). Rows not configured take the channel's defaults."""
+    chosen = rule or pacing.rule_from(changes, pacing.defaults(channel))
+    conn.execute(q("send_pacing_set"), {"channel": channel, "sender_account": sender_account, **chosen.params()})
+
+
+def pacing_next(conn: psycopg.Connection[Any], channel: str, sender_account: str) -> datetime | None:
+    """When the account may send next (now if it may now; None if its rules allow no day at all)."""
+    row = conn.execute(q("send_pacing_next"), {"channel": channel, "sender_account": sender_account}).fetchone()
+    return row[0] if row else None
 
 
 def get(conn: psycopg.Connection[Any], send_id: int) -> dict[str, Any] | None:

@@ -51,7 +51,7 @@ RETURNING send_id;
 
 -- name: send_claim
 -- The atomic claim, in ONE statement: only a pending, due row; only if the sender's pacing
--- allows one more send now (daily cap, minimum spacing, no pause), which it takes in the same
+-- allows one more send now (caps, spacing, working hours, no pause), which it takes in the same
 -- statement. Concurrent claimers wait on the row lock and then re-check status = 'pending'
 -- (READ COMMITTED re-evaluates the WHERE on the new row version): exactly one wins.
 -- A new sender's row is created with the defaults; it takes the first send only if its cap
@@ -62,20 +62,10 @@ WITH target AS (
      WHERE id = %(id)s AND status = 'pending' AND scheduled_for <= now()
        FOR UPDATE
 ), pace AS (
-    INSERT INTO sender_pacing AS p (channel, sender_account, daily_cap, min_spacing_seconds, day, sent_today,
-                                    last_sent_at)
-    SELECT channel, sender_account, %(daily_cap)s, %(min_spacing_seconds)s, current_date,
-           CASE WHEN %(daily_cap)s > 0 THEN 1 ELSE 0 END, CASE WHEN %(daily_cap)s > 0 THEN now() END
-      FROM target
-    ON CONFLICT (channel, sender_account) DO UPDATE
-       SET sent_today = CASE WHEN p.day = current_date THEN p.sent_today + 1 ELSE 1 END,
-           day = current_date,
-           last_sent_at = now(),
-           updated_at = now()
-     WHERE (p.paused_until IS NULL OR p.paused_until <= now())
-       AND (CASE WHEN p.day = current_date THEN p.sent_today ELSE 0 END) < p.daily_cap
-       AND (p.last_sent_at IS NULL OR p.last_sent_at + make_interval(secs => p.min_spacing_seconds) <= now())
-    RETURNING p.sent_today > 0 AS taken
+    -- sender_pacing_take (migration 0013): the account's row (created with the channel's defaults),
+    -- locked; one send taken if its rules allow one now (caps per local day and week, spacing with
+    -- jitter, working hours in its time zone, no pause).
+    SELECT sender_pacing_take(channel, sender_account, %(pacing)s::jsonb -> channel) AS taken FROM target
 ), claimed AS (
     UPDATE send_queue s
        SET status = 'processing',
@@ -97,10 +87,8 @@ SELECT id, channel, sender_account, recipient, payload, policy, attempts, max_at
 SELECT s.status::text AS status,
        s.scheduled_for <= now() AS due,
        s.scheduled_for,
-       GREATEST(p.paused_until,
-                p.last_sent_at + make_interval(secs => p.min_spacing_seconds),
-                CASE WHEN (CASE WHEN p.day = current_date THEN p.sent_today ELSE 0 END) >= p.daily_cap
-                     THEN (current_date + 1)::timestamptz END) AS pacing_next
+       CASE WHEN p.channel IS NOT NULL
+            THEN coalesce(sender_pacing_next(p), now() + interval '1 day') END AS pacing_next
   FROM send_queue s
   LEFT JOIN sender_pacing p ON p.channel = s.channel AND p.sender_account = s.sender_account
  WHERE s.id = %(id)s;
@@ -113,10 +101,8 @@ SELECT s.status::text AS status,
 -- message that overlapping workers receive add no records. The row lock makes a concurrent
 -- deferral re-check scheduled_for on the row as the first one left it.
 WITH pacing AS (
-    SELECT GREATEST(p.paused_until,
-                    p.last_sent_at + make_interval(secs => p.min_spacing_seconds),
-                    CASE WHEN (CASE WHEN p.day = current_date THEN p.sent_today ELSE 0 END) >= p.daily_cap
-                         THEN (current_date + 1)::timestamptz END) AS next_at
+    -- no working day at all (sender_pacing_next is NULL): look again in a day, not every second
+    SELECT coalesce(sender_pacing_next(p), now() + interval '1 day') AS next_at
       FROM send_queue s
       JOIN sender_pacing p ON p.channel = s.channel AND p.sender_account = s.sender_account
      WHERE s.id = %(id)s
@@ -242,10 +228,26 @@ SELECT count(*) FILTER (WHERE status_changed_at < now() - make_interval(secs => 
  WHERE status IN ('processing', 'unknown');
 
 -- name: send_pacing_set
-INSERT INTO sender_pacing (channel, sender_account, daily_cap, min_spacing_seconds)
-VALUES (%(channel)s, %(sender_account)s, %(daily_cap)s, %(min_spacing_seconds)s)
+-- One account's rules (sends/pacing.PacingRule); its counters and last send stay.
+INSERT INTO sender_pacing (channel, sender_account, daily_cap, min_spacing_seconds, max_spacing_seconds, weekly_cap,
+                           time_zone, work_start, work_end, work_days)
+VALUES (%(channel)s, %(sender_account)s, %(daily_cap)s, %(min_spacing_seconds)s, %(max_spacing_seconds)s,
+        %(weekly_cap)s, %(time_zone)s, %(work_start)s, %(work_end)s, %(work_days)s)
 ON CONFLICT (channel, sender_account) DO UPDATE
-   SET daily_cap = EXCLUDED.daily_cap, min_spacing_seconds = EXCLUDED.min_spacing_seconds, updated_at = now();
+   SET daily_cap = EXCLUDED.daily_cap, min_spacing_seconds = EXCLUDED.min_spacing_seconds,
+       max_spacing_seconds = EXCLUDED.max_spacing_seconds, weekly_cap = EXCLUDED.weekly_cap,
+       time_zone = EXCLUDED.time_zone, work_start = EXCLUDED.work_start, work_end = EXCLUDED.work_end,
+       work_days = EXCLUDED.work_days,
+       -- a shorter spacing takes effect at once: the drawn next_send_at is not kept past the new maximum
+       next_send_at = LEAST(sender_pacing.next_send_at, sender_pacing.last_sent_at
+                            + make_interval(secs => coalesce(EXCLUDED.max_spacing_seconds, EXCLUDED.min_spacing_seconds))),
+       updated_at = now();
+
+-- name: send_pacing_next
+-- When the account may send next (NULL: no working day configured); no row at all: now.
+SELECT CASE WHEN p.channel IS NULL THEN now() ELSE sender_pacing_next(p) END AS next_at
+  FROM (SELECT 1) one
+  LEFT JOIN sender_pacing p ON p.channel = %(channel)s AND p.sender_account = %(sender_account)s;
 
 -- name: send_get
 SELECT id, idempotency_key, channel, sender_account, recipient, payload, status::text AS status, attempts,
