@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 PROVIDER = "mailbox"  # the telemetry dimension and event_log provider of this flow
 PENDING = ("scheduled", "queued", "running")
-_SAFE_USER = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_SAFE_USER = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def slot_seconds() -> int:
@@ -52,7 +52,7 @@ def slot_of(at: datetime, seconds: int | None = None) -> datetime:
 
 def user_key(user_id: str) -> str:
     """The user as it appears in job ids and FIFO groups (SQS: <= 128 chars, a restricted alphabet)."""
-    if _SAFE_USER.match(user_id):
+    if _SAFE_USER.fullmatch(user_id):  # not match: "$" also matches before a final newline
         return user_id
     return "h" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
 
