@@ -2,21 +2,29 @@
 
 A processor raises to have the message retried (then the DLQ after
 ``maxReceiveCount``); PermanentEventError sends the event to quarantine and
-acknowledges it, so a poison message never blocks its group.
+acknowledges it, so a poison message never blocks its group. RetryLaterError (a
+Graph 429 with Retry-After, too little of the invocation left for a fetch) fails
+the item too, but the message comes back after the wait it names
+(ChangeMessageVisibility), not the queue's visibility timeout; so do the messages
+of its group the batch skipped after it. SQS counts every receive and a visibility
+change does not give one back: a deferral costs the one receive it came on, and no
+retry happens before the wait is over.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from exactly_once.core import db, store
+from exactly_once.core import aws, db, deadline, store
 from exactly_once.core.declaration import Provider
-from exactly_once.core.errors import PermanentEventError
+from exactly_once.core.errors import PermanentEventError, RetryLaterError
 from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.providers import PROVIDERS
@@ -24,6 +32,7 @@ from exactly_once.providers import PROVIDERS
 Processor = Callable[[InboundEvent], str]
 # Settles a batch's events of one provider at once: (SQS message id, event) in order -> outcomes by id.
 BatchProcessor = Callable[[Sequence[tuple[str, InboundEvent]]], dict[str, str]]
+MAX_VISIBILITY_SECONDS = 43_200  # SQS's ceiling on a visibility timeout (12 h)
 
 
 class EventWorker:
@@ -44,16 +53,23 @@ class EventWorker:
 
     @flushes_metrics
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        deadline.start(context)
         processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-        settled = self.settle_batches(event.get("Records") or [])
-        return dict(
+        records = event.get("Records") or []
+        settled = self.settle_batches(records)
+        deferred: dict[str, float] = {}
+        response = dict(
             process_partial_response(
                 event=dict(event),
-                record_handler=functools.partial(self.handle_record, presettled=settled),
+                record_handler=functools.partial(self.handle_record, presettled=settled, deferred=deferred),
                 processor=processor,
                 context=context,
             )
         )
+        if deferred:
+            failures = cast(list[dict[str, str]], response.get("batchItemFailures") or [])
+            _defer(records, {f["itemIdentifier"] for f in failures}, deferred)
+        return response
 
     def settle_batches(self, records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         """Outcomes, by SQS message id, of the events a batch processor settled ahead of the records.
@@ -83,7 +99,12 @@ class EventWorker:
                 )
         return settled
 
-    def handle_record(self, record: SQSRecord, presettled: Mapping[str, str] | None = None) -> str:
+    def handle_record(
+        self,
+        record: SQSRecord,
+        presettled: Mapping[str, str] | None = None,
+        deferred: dict[str, float] | None = None,
+    ) -> str:
         try:
             event = InboundEvent.from_message(record.body)
         except (ValueError, KeyError, TypeError) as exc:
@@ -105,6 +126,14 @@ class EventWorker:
             if event.replay:
                 store.replay_settled(db.connection(), event, outcome)
             return outcome
+        except RetryLaterError as exc:
+            # Reported failed like any error, but not counted as one: handle() sets when it comes back.
+            if deferred is not None:
+                deferred[record.message_id] = exc.retry_after
+            logger.info(
+                "event deferred", extra={"outcome": "deferred", "retry_after": exc.retry_after, "reason": str(exc)}
+            )
+            raise
         except Exception as exc:
             # Re-raised: the batch processor reports the message failed, SQS retries it, then the DLQ takes it.
             # The error's type only: its text may quote a provider's answer.
@@ -136,3 +165,33 @@ class EventWorker:
         counters.incr(event.provider, Metric.QUARANTINED)
         logger.warning("event quarantined", extra={"outcome": "quarantined", "reason": reason, "quarantine_id": qid})
         return "quarantined"
+
+
+def _defer(records: Sequence[Mapping[str, Any]], failed: set[str], deferred: Mapping[str, float]) -> None:
+    """Make each deferred message (and its group's later ones the batch skipped) visible after its wait."""
+    queue_url = os.environ.get("EVENTS_QUEUE_URL")
+    waits: dict[str, int] = {}
+    by_group: dict[str, int] = {}
+    for record in records:
+        message_id = str(record.get("messageId"))
+        group = str((record.get("attributes") or {}).get("MessageGroupId") or "")
+        if message_id in deferred:
+            waits[message_id] = by_group[group] = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(deferred[message_id])))
+        elif message_id in failed and group and group in by_group:
+            waits[message_id] = by_group[group]
+    handles = {str(r.get("messageId")): str(r.get("receiptHandle")) for r in records}
+    entries = [
+        {"Id": str(i), "ReceiptHandle": handles[mid], "VisibilityTimeout": wait}
+        for i, (mid, wait) in enumerate(waits.items())
+        if mid in failed
+    ]
+    if not entries or not queue_url:
+        return
+    try:
+        answer = aws.sqs().change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        refused = len(answer.get("Failed") or [])
+    except Exception as exc:  # the messages then wait out the queue's visibility timeout: later, never lost
+        logger.warning("could not defer events", extra={"layer": "worker", "error": type(exc).__name__})
+        return
+    if refused:
+        logger.warning("some events not deferred", extra={"layer": "worker", "refused": refused})

@@ -55,6 +55,8 @@ class HttpClient:
         self._timeout = Timeout(connect=connect_timeout, read=read_timeout)
         self._retries = retries
         self._pool = urllib3.PoolManager(num_pools=4, maxsize=4)
+        # The longest one attempt can take (connect, then read): what a caller must still have before starting.
+        self.worst_attempt_s = connect_timeout + read_timeout
 
     def request(
         self,
@@ -105,11 +107,11 @@ class HttpClient:
         except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError) as exc:
             raise ProviderTimeoutError(f"{method} {path}: {exc}") from exc
         result = HttpResult(response.status, response.data, {k.lower(): v for k, v in response.headers.items()})
-        if response.status >= 400:
-            retry_after = _retry_after(result.headers.get("retry-after"))
         if 300 <= response.status < 400:
             where = result.headers.get("location", "")[:200]
             raise ProviderCallError(response.status, f"redirect to {where!r} not followed (credentials stay here)")
+        if response.status >= 400:
+            retry_after = _retry_after(result.headers.get("retry-after"))
             raise ProviderCallError(response.status, result.body.decode("utf-8", "replace"), retry_after=retry_after)
         return result
 

@@ -17,8 +17,23 @@ IMMUTABLE_IDS = 'IdType="ImmutableId"'
 MESSAGE_FIELDS = "id,internetMessageId,conversationId,subject,from,bodyPreview,receivedDateTime,internetMessageHeaders"
 
 
+# What a 429 without Retry-After is taken to ask for (Graph sends one with its 429s). A 503 is a
+# throttle only when it names its wait; without one it is an outage, retried like any failure.
+DEFAULT_THROTTLE_SECONDS = 30.0
+
+
 class MessageGoneError(Exception):
     """The mail was deleted (or moved without immutable ids) before the worker fetched it."""
+
+
+class GraphThrottledError(ProviderCallError):
+    """Graph answered 429/503 for a mailbox (``called``), or did a moment ago and its wait is not over."""
+
+    def __init__(self, mailbox: str, wait: float, *, called: bool) -> None:
+        super().__init__(429, f"Graph throttles {mailbox[:64]!r} for {wait:.0f} s", retry_after=wait)
+        self.mailbox = mailbox
+        self.wait = wait
+        self.called = called
 
 
 class TokenProvider:
@@ -86,6 +101,10 @@ class GraphClient:
         self._base = base_url.rstrip("/")
         self._tokens = tokens
         self._http = http
+        # Graph throttles per app and mailbox: until its Retry-After passes, that mailbox is not called
+        # again from this container (the next event for it is deferred without a request).
+        self._throttled_until: dict[str, float] = {}
+        self.fetch_budget_s = http.worst_attempt_s + 1.0  # one attempt and the commit after it
 
     @classmethod
     def from_env(cls) -> GraphClient:
@@ -105,11 +124,19 @@ class GraphClient:
 
     def get_message(self, user_id: str, message_id: str) -> MailMessage:
         path = f"/users/{quote(user_id, safe='')}/messages/{quote(message_id, safe='')}?$select={MESSAGE_FIELDS}"
+        mailbox = user_id.lower()
+        wait = self._throttled_until.get(mailbox, 0.0) - time.monotonic()
+        if wait > 0:
+            raise GraphThrottledError(mailbox, wait, called=False)
         try:
             result = self.call("GET", path)
         except ProviderCallError as exc:
             if exc.status == 404:
                 raise MessageGoneError(message_id) from exc
+            if exc.status == 429 or (exc.status == 503 and exc.retry_after is not None):
+                wait = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
+                self._throttled_until[mailbox] = time.monotonic() + wait
+                raise GraphThrottledError(mailbox, wait, called=True) from exc
             raise
         return MailMessage.from_graph(result.json())
 

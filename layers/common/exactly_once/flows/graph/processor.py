@@ -14,13 +14,13 @@ from typing import Any
 
 import psycopg
 
-from exactly_once.core import db, store
+from exactly_once.core import db, deadline, store
 from exactly_once.core.crash import crashpoint
-from exactly_once.core.errors import PermanentEventError
+from exactly_once.core.errors import PermanentEventError, RetryLaterError
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.telemetry import Metric, counters, logger
 from exactly_once.flows.graph import lifecycle
-from exactly_once.flows.graph.client import GraphClient, MailMessage, MessageGoneError
+from exactly_once.flows.graph.client import GraphClient, GraphThrottledError, MailMessage, MessageGoneError
 from exactly_once.flows.graph.resync_events import RESYNC_KIND, resync_mail
 from exactly_once.flows.graph.tickets import MailOutcome, apply_mail, apply_mails
 
@@ -119,8 +119,17 @@ def _fetch(conn: psycopg.Connection[Any], event: InboundEvent) -> tuple[str, Mai
         raise PermanentEventError("resource is not Users/{id}/Messages/{id}")
     message_id = match.group(2)
     mailbox = lifecycle.mailbox_to_fetch(conn, str(event.payload.get("subscriptionId") or ""), match.group(1))
+    client = graph()
+    if not deadline.covers(client.fetch_budget_s):
+        # Not started: the invocation's timeout could cut it short. Back on the queue at once, for another one.
+        raise RetryLaterError("too little of the invocation left for a Graph fetch", 0)
     try:
-        mail = graph().get_message(mailbox, message_id)
+        mail = client.get_message(mailbox, message_id)
+    except GraphThrottledError as exc:
+        if exc.called:
+            counters.incr("graph", Metric.GRAPH_THROTTLED)
+        logger.info("graph throttled, event deferred", extra={"retry_after": round(exc.wait), "called": exc.called})
+        raise RetryLaterError("Graph throttled the mailbox", exc.wait) from exc
     except MessageGoneError:
         store.record_event(conn, event, "message_gone")
         logger.info("mail deleted before fetch", extra={"outcome": "message_gone"})
