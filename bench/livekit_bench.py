@@ -167,7 +167,7 @@ def main() -> None:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
-        llm = LlmClient(f"{fakes.url}/openai/v1", "sk-bench", "bench-model")
+        llm = LlmClient(f"{fakes.url}/openai/v1", fakes.credentials["LLM_API_KEY"], "bench-model")
         fakes.behaviours["llm.chat"] = Behaviour(delay=0.02)
         storms = {
             "claim path": storm(url, fakes, llm, claim_path, "claim"),

@@ -5,10 +5,16 @@ else ``room_sid:`` / ``room_name:`` in the prompt), so a test counts analyses pe
 ``fakes.behave("llm.chat")`` makes calls slow, hang or fail (OpenAI's error shape).
 The answer is OpenAI-shaped; its content is a JSON analysis naming the call's number, so a
 test can tell which call's result was stored.
+
+Checked first, as OpenAI checks them, and recorded as refused (never a call the model ran) when
+wrong: ``Authorization: Bearer <key>`` equal to ``fakes.credentials["LLM_API_KEY"]`` (401
+``invalid_api_key``), a JSON object body with a ``model`` string and a non-empty ``messages``
+list of ``{role, content}`` with a known role (400 ``invalid_request_error``).
 """
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import json
 import re
@@ -20,6 +26,28 @@ if TYPE_CHECKING:
 
 KIND = "llm.chat"
 _ROOM = re.compile(r"^room_(?:sid|name):[ \t]*(\S+)", re.MULTILINE)
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def shape_error(body: Any) -> str | None:
+    """Why OpenAI would answer 400 to this chat completion body, or None."""
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "you must provide a model parameter"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty array"
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            return f"messages[{i}].role must be one of {sorted(ROLES)}"
+        if message["role"] != "assistant" and not isinstance(message.get("content"), str | list):
+            return f"messages[{i}].content is required"
+    return None
+
+
+def _refusal(message: str, kind: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 def room_of(body: dict[str, Any]) -> str:
@@ -44,17 +72,22 @@ def install(fakes: FakeProviders) -> None:
             body = request.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict):
-            fakes.record(KIND, "unknown", request)
-            return 400, {"error": {"message": "body must be a JSON object", "type": "invalid_request_error"}}
-        fakes.record(KIND, room_of(body), request)
+        room = room_of(body) if isinstance(body, dict) else "unknown"
+        key = fakes.credentials["LLM_API_KEY"]
+        if not hmac.compare_digest(request.headers.get("authorization", "").encode(), f"Bearer {key}".encode()):
+            refusal = _refusal("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+            return fakes.refuse(KIND, room, request, 401, "api key", refusal)
+        problem = shape_error(body)
+        if problem:
+            return fakes.refuse(KIND, room, request, 400, problem, _refusal(problem, "invalid_request_error", None))
+        assert isinstance(body, dict)  # shape_error checked it
+        call = fakes.record(KIND, room, request)
         with fakes.lock:
             number = next(numbers)
             idempotency_keys.append(request.headers.get("idempotency-key", ""))
-        if not request.headers.get("authorization", "").startswith("Bearer "):
-            return 401, {"error": {"message": "missing API key", "type": "invalid_request_error"}}
         failing = fakes.behave(KIND)
         if failing:
+            fakes.failed(call)
             return failing.fail_status, {"error": {"message": "fake overload", "type": "server_error", "code": None}}
         analysis = {"summary": f"call {number} analysed", "sentiment": "positive", "issues": [], "call": number}
         return 200, {

@@ -3,11 +3,18 @@
 Each provider lives in its own ``fake_<provider>.py`` with an ``install(fakes)``
 that registers its routes. Control endpoints (for tests and ``make demo``):
 
-- ``GET /_fake/calls``: every recorded call;
-- ``GET /_fake/effects``: ``[{kind, key, count}]``;
+- ``GET /_fake/calls``: every recorded call, refused ones with their ``refused`` reason;
+- ``GET /_fake/effects``: ``[{kind, key, count}]`` of the delivered calls only;
 - ``POST /_fake/reset``: forget calls, state and behaviours;
 - ``POST /_fake/behaviour``: ``{"kind", "delay", "fail_times", "fail_status", "hang"}``
   makes the next calls of ``kind`` slow, fail or hang (a timeout seen from the client).
+
+A fake checks a call as its provider would (the credential, the request's shape) before it
+counts it: a call the provider would refuse is recorded with ``refused`` set and is never an
+effect. Three counts: ``count`` (calls the provider accepted for processing, failed ones
+included: attempts), ``delivered`` (of those, the ones that took effect: not failed by a
+behaviour) and ``refused``. The expected credentials are ``credentials`` (the test values of
+``tests/harness.py``; the local stack sets its own from ``env.local.json``).
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ class Call:
     path: str
     body: str
     at: float = field(default_factory=time.time)
+    refused: str | None = None  # why the provider would refuse it (credential, shape): not an effect
+    failed: bool = False  # a behaviour answered it with an error: attempted, not delivered
 
 
 @dataclass
@@ -84,11 +93,19 @@ class Behaviour:
 Reply = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 Handler = Callable[[FakeRequest], Reply]
 
+# The credentials the fakes expect by default: tests/harness.py TEST_SECRETS's values.
+DEFAULT_CREDENTIALS = {
+    "LLM_API_KEY": "sk-test-llm",
+    "WHATSAPP_ACCESS_TOKEN": "whatsapp-access-token-test",
+    "UNIPILE_API_KEY": "unipile-api-key-test",
+}
+
 
 class FakeProviders:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, credentials: dict[str, str] | None = None) -> None:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.calls: list[Call] = []
+        self.credentials = {**DEFAULT_CREDENTIALS, **(credentials or {})}
         self.state: dict[str, Any] = {}
         self.behaviours: dict[str, Behaviour] = {}
         self.lock = threading.Lock()
@@ -112,11 +129,23 @@ class FakeProviders:
 
         return register
 
-    def record(self, kind: str, key: str, request: FakeRequest) -> None:
+    def record(self, kind: str, key: str, request: FakeRequest, *, refused: str | None = None) -> Call:
+        """Record a call the provider accepted (``refused`` unset) or refused (``refused``: why)."""
+        call = Call(kind, key, request.method, request.path, request.body.decode("utf-8", "replace")[:4000])
+        call.refused = refused
         with self.lock:
-            self.calls.append(
-                Call(kind, key, request.method, request.path, request.body.decode("utf-8", "replace")[:4000])
-            )
+            self.calls.append(call)
+        return call
+
+    def refuse(self, kind: str, key: str, request: FakeRequest, status: int, reason: str, body: Any) -> Reply:
+        """Record a call the provider refuses (bad credential or shape) and answer it: never an effect."""
+        self.record(kind, key, request, refused=f"{status} {reason}")
+        return status, body
+
+    def failed(self, call: Call) -> None:
+        """A behaviour answered ``call`` with an error: it stays an attempt, it is not delivered."""
+        with self.lock:
+            call.failed = True
 
     def behave(self, kind: str) -> Behaviour | None:
         """Apply the behaviour set for ``kind``: returns it when this call must fail."""
@@ -137,13 +166,31 @@ class FakeProviders:
         return b if failing else None
 
     def effects(self) -> list[dict[str, Any]]:
+        """Delivered calls by kind and key: what the providers took effect on."""
         with self.lock:
-            counts = Counter((c.kind, c.key) for c in self.calls)
+            counts = Counter((c.kind, c.key) for c in self.calls if c.refused is None and not c.failed)
         return [{"kind": k, "key": key, "count": n} for (k, key), n in sorted(counts.items())]
 
     def count(self, kind: str, key: str | None = None) -> int:
+        """Calls of ``kind`` the provider accepted for processing, failed ones included (attempts)."""
         with self.lock:
-            return sum(1 for c in self.calls if c.kind == kind and (key is None or c.key == key))
+            return sum(1 for c in self.calls if c.kind == kind and c.refused is None and (key is None or c.key == key))
+
+    def delivered(self, kind: str, key: str | None = None) -> int:
+        """Calls of ``kind`` that took effect: accepted and not answered with a simulated failure."""
+        with self.lock:
+            return sum(
+                1
+                for c in self.calls
+                if c.kind == kind and c.refused is None and not c.failed and (key is None or c.key == key)
+            )
+
+    def refused(self, kind: str, key: str | None = None) -> int:
+        """Calls of ``kind`` the provider refused (credential or request shape)."""
+        with self.lock:
+            return sum(
+                1 for c in self.calls if c.kind == kind and c.refused is not None and (key is None or c.key == key)
+            )
 
     def reset(self) -> None:
         with self.lock:

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from devstack import env_local, moto_state, naive, postgres_local
 from devstack.aws_local import CREDENTIALS, REGION, LocalAws, boto_client
-from devstack.fakes import FakeProviders
+from devstack.fakes import DEFAULT_CREDENTIALS, FakeProviders
 from devstack.functions_host import FunctionHost
 from devstack.gateway import Answer, Gateway, json_answer
 from devstack.lambda_runtime import add_code_paths, function_timeout
@@ -146,6 +146,8 @@ class LocalStack:
         self._functions = FunctionHost(self.template, account_limit=self._account_limit(), wait_s=cfg.container_wait_s)
         self._gateway = Gateway(cfg.host, cfg.port, http_routes(self.template), self._functions, self._fakes)
         self._write_env()
+        # The fakes refuse a call without the credential the functions were given (env.local.json's).
+        self._fakes.credentials.update({k: self.env[k] for k in DEFAULT_CREDENTIALS if self.env.get(k)})
         self._gateway.local.update(self._local_endpoints())
         naive.install(self._gateway, self.env, self._functions.containers)
 

@@ -13,7 +13,7 @@ import pytest
 from devstack.aws_local import LocalAws
 from devstack.fakes import FakeProviders
 from devstack.moto_server import SerializedMotoServer
-from tests.harness import Stack, stack_env
+from tests.harness import TEST_SECRETS, Stack, stack_env
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -63,7 +63,7 @@ def local_aws(moto_server: SerializedMotoServer) -> LocalAws:
 
 @pytest.fixture(scope="session")
 def fakes() -> Iterator[FakeProviders]:
-    server = FakeProviders().start()
+    server = FakeProviders(credentials=TEST_SECRETS).start()  # the fakes expect what the functions present
     yield server
     server.stop()
 

@@ -80,7 +80,7 @@ class UnipileSender:
         since = claim.call_started_at - RECONCILE_SKEW
         matches = [
             (m.message_id, m.sent_at)
-            for m in self._client.list_messages(claim.recipient)
+            for m in self._client.messages_since(claim.recipient, since)
             if m.is_sender and m.text == text and (m.sent_at is None or m.sent_at >= since)
         ]
         matches.sort(key=lambda m: m[1] or since)

@@ -2,16 +2,20 @@
 
 Sends are not idempotent and Unipile takes no idempotency key: they go through
 ``HttpClient(idempotent=False)``, so a read timeout is a ProviderTimeoutError (unknown
-outcome), never a retry. The listing is what reconciliation asks before any resend.
+outcome), never a retry. The listing is what reconciliation asks before any resend: it reads
+every page back to the send (``messages_since``), since the other side's replies fill the first
+page as fast as ours (issue 21: reading one page took a sent message for a lost one).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
+from exactly_once.core.errors import ProviderCallError
 from exactly_once.core.outbound_http import HttpClient
 from exactly_once.core.provider_paths import segment
 from exactly_once.core.secrets import get_secret
@@ -70,6 +74,33 @@ class UnipileClient:
         """GET /api/v1/chats/{chat_id}/messages: the chat's most recent messages."""
         data = self._http.request("GET", f"/api/v1/chats/{segment(chat_id)}/messages?limit={limit}").json()
         return [_message(item) for item in (data or {}).get("items", [])]
+
+    def messages_since(
+        self, chat_id: str, since: datetime, *, page_size: int = 100, max_pages: int = 20
+    ) -> list[ChatMessage]:
+        """Every message of the chat, both sides, sent after ``since``: ``after`` and the cursor, page by page.
+
+        Raises ProviderCallError when ``max_pages`` pages do not reach ``since``: a listing that
+        stops short cannot say a message is absent.
+        """
+        path = f"/api/v1/chats/{segment(chat_id)}/messages"
+        query = {"limit": str(page_size), "after": _stamp(since)}
+        messages: list[ChatMessage] = []
+        for _ in range(max_pages):
+            data = self._http.request("GET", f"{path}?{urlencode(query)}").json() or {}
+            page = [_message(item) for item in data.get("items", [])]
+            messages += page
+            cursor = data.get("cursor")
+            # Newest first: a page reaching back past ``since`` ends it, even where ``after`` is ignored.
+            if not cursor or not page or any(m.sent_at is not None and m.sent_at < since for m in page):
+                return messages
+            query["cursor"] = str(cursor)
+        raise ProviderCallError(0, f"chat {chat_id}: {max_pages} pages of messages did not reach {_stamp(since)}")
+
+
+def _stamp(at: datetime) -> str:
+    """Unipile's date format: ``YYYY-MM-DDTHH:MM:SS.sssZ`` (UTC)."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _message(item: dict[str, Any]) -> ChatMessage:
