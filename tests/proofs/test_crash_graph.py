@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.graph_support import HEADERS, URL, add_mail, body, item, post
+from exactly_once.flows.graph import mailboxes
+from exactly_once.flows.graph.resync import resync_mailbox
+from tests.graph_support import HEADERS, URL, USER, add_mail, body, item, post
 from tests.proofs.crash_support import (
     after_invocation_deadline,
     dlq_depth,
+    kill_call,
     kill_http,
     kill_poll,
     redrive,
@@ -21,6 +26,7 @@ pytestmark = pytest.mark.slow
 FLOW = "graph"
 INGEST = "GraphIngestFunction"
 MAILS = ("c1", "c2", "c3")  # one delivery carries three notifications: a crash must lose none of them
+RESYNC = "exactly_once.flows.graph.resync:resync_mailbox"
 
 
 def _setup(stack: Any) -> bytes:
@@ -87,12 +93,35 @@ def crash_worker_after_commit_one(stack: Any, db: Any) -> dict[str, int]:
     return {"retries": 1}
 
 
+def crash_resync_after_page_queued(stack: Any, db: Any) -> dict[str, int]:
+    # the mails were never notified (a `missed`); the mailbox is watched and resynced one mail per page
+    _setup(stack)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for m in MAILS:
+        stack.fakes.state["graph_messages"][(USER, m)]["receivedDateTime"] = now
+    mailboxes.watch(db, USER, "inbox")
+    one_per_page = {"GRAPH_RESYNC_PAGE_SIZE": "1"}
+    kill_call(stack, "graph.resync.after_page_queued", RESYNC, USER, extra_env=one_per_page)
+    # the first page's mail is queued, its link never stored, the dead run's claim still leased
+    assert stack.queue_depth("EventsQueue") == 1
+    assert db.execute("SELECT page_link, delta_link FROM graph_mailboxes").fetchone() == (None, None)
+    # the next run (after the lease) starts again from the stored position: the first page comes twice
+    os.environ.update(one_per_page)
+    try:
+        assert resync_mailbox(USER, after_minutes=6) == f"done:{len(MAILS)}"
+    finally:
+        os.environ.pop("GRAPH_RESYNC_PAGE_SIZE")
+    stack.drain()
+    return {"retries": 1}
+
+
 SCENARIOS: dict[str, Callable[[Any, Any], dict[str, int]]] = {
     "graph.ingest.after_dedup": crash_ingest_after_dedup,
     "graph.ingest.after_enqueue": crash_ingest_after_enqueue,
     "graph.worker.after_fetch": crash_worker_after_fetch,
     "graph.worker.after_commit": crash_worker_after_commit,
     "graph.worker.after_commit_one": crash_worker_after_commit_one,
+    "graph.resync.after_page_queued": crash_resync_after_page_queued,
 }
 
 

@@ -24,7 +24,8 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 
-from exactly_once.core import aws
+from exactly_once.core import aws, db
+from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ProviderCallError, ProviderTimeoutError, QueueUnavailableError
 from exactly_once.core.fifo import EventQueue
 from exactly_once.core.queries import q
@@ -87,6 +88,7 @@ class Resync:
                     raise QueueUnavailableError("the events queue refused part of a resync page")
                 counters.incr("graph", Metric.GRAPH_RESYNCED, len(events))
                 # A crash here (queued, the link not stored) resends the page: duplicates, never a loss.
+                crashpoint("graph.resync.after_page_queued")
                 mails += len(events)
                 next_link = page.get("@odata.nextLink")
                 if not next_link:
@@ -137,6 +139,15 @@ class Resync:
     ) -> None:
         params = {"mailbox": mailbox, "token": token, "restart": restart, "error": error}
         conn.execute(q("graph_resync_failed"), params)
+
+
+def resync_mailbox(mailbox: str, after_minutes: int = 0) -> str:
+    """One resync of ``mailbox`` now, on the container's connection (the CLI, the crash proofs).
+
+    ``after_minutes`` moves the resync's clock (a proof resumes after a dead run's lease).
+    """
+    shift = dt.timedelta(minutes=after_minutes)
+    return Resync.from_env(lambda: dt.datetime.now(dt.UTC) + shift).resync(db.connection(), mailbox.strip().lower())
 
 
 def _is_mail(item: Any) -> bool:
