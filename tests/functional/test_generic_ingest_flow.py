@@ -123,10 +123,10 @@ def test_stale_signature_is_401_even_when_it_verifies(stack):
     assert (answer.status, answer.json()["error"]) == (401, "stale_timestamp")
 
 
-def test_unknown_standard_source_and_unknown_path_are_404(stack):
+def test_unknown_standard_source_is_401_like_a_bad_signature_and_unknown_path_404(stack):
     body = sample_body("standard_webhook.json")
     unknown = post(stack, "/webhooks/standard/nobody", body, standard_headers(body, "m1"))
-    assert (unknown.status, unknown.json()["error"]) == (404, "unknown_source")
+    assert (unknown.status, unknown.json()["error"]) == (401, "invalid_signature")
     nowhere = post(stack, "/webhooks/nowhere", body, {"content-type": "application/json"})
     assert (nowhere.status, nowhere.json()["error"]) == (404, "not_found")
 

@@ -260,6 +260,10 @@ def more_cases(good: bytes) -> list[Case]:
             headers=forged(good, {"sha256": base64.b64encode(hashlib.sha256(b"").digest()).decode()}),
         ),
         Case("exp not a number", good, 401, headers=forged(good, {"exp": "soon"})),
+        # LiveKit's tokens live 5 minutes: one valid for days is refused (issue 16), whatever it signs
+        Case("exp two days ahead", good, 401, headers=forged(good, {"exp": int(time.time()) + 2 * 86_400})),
+        Case("exp ten years ahead", good, 401, headers=forged(good, {"exp": int(time.time()) + 3650 * 86_400})),
+        Case("exp 1e20", good, 401, headers=forged(good, {"exp": 10**20})),
         # PyJWT reads a numeric string as a number: the string form must not escape the expiry check
         Case(
             "exp a numeric string, an hour ago", good, 401, headers=forged(good, {"exp": str(int(time.time()) - 3600)})
@@ -374,7 +378,8 @@ def test_livekit_hostile_corpus(stack, db, proof):
         name="hostile and broken deliveries",
         cases=result.cases,
         held=(
-            f"0 x 5xx; statuses {dict(sorted(result.statuses.items()))}; "
-            f"{result.queued} authenticated events queued, {result.settled} settled, 0 lost"
+            f"{sum(n for s, n in result.statuses.items() if s >= 500)} x 5xx; "
+            f"statuses {dict(sorted(result.statuses.items()))}; {result.queued} authenticated events queued, "
+            f"{result.settled} settled, {max(result.queued - result.settled, 0)} lost"
         ),
     )

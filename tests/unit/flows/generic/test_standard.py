@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from exactly_once.core.errors import ConfigurationError, UnauthorizedError
 from exactly_once.core.events import QUARANTINE_KIND
-from exactly_once.flows.generic.standard import StandardWebhooksAdapter, UnknownSourceError, parse_secrets
+from exactly_once.flows.generic.standard import StandardWebhooksAdapter, parse_secrets
 from tests.generic_support import STANDARD_SECRET, sample_body, standard_headers
 from tests.unit.flows.support import NOW, rejected, request
 
@@ -116,12 +116,17 @@ def test_standard_agrees_with_the_reference_on_random_deliveries(body, msg_id, f
     assert ours is not flip
 
 
-def test_standard_unknown_source_is_404_and_missing_headers_401():
+def test_standard_unknown_source_answers_like_a_bad_signature_so_configured_names_do_not_leak():
+    # GIVEN a delivery signed with acme's key, sent to a source nobody configured, and one with a wrong key to acme
     body = b'{"type":"ping"}'
-    with pytest.raises(UnknownSourceError):
-        standard().authenticate(request("/webhooks/standard/other", body, standard_headers(body, "m")))
-    assert rejected(standard(), request("/webhooks/standard/acme", body, {"content-type": "application/json"})) == (
-        "missing_signature"
+    forged = {**standard_headers(body, "m"), "webhook-signature": "v1," + "A" * 44}
+    unknown = rejected(standard(), request("/webhooks/standard/other", body, standard_headers(body, "m")))
+    bad_name = rejected(standard(), request("/webhooks/standard/no%20such!", body, standard_headers(body, "m")))
+    known = rejected(standard(), request("/webhooks/standard/acme", body, forged))
+    # THEN all three are the same 401 (issue 16: a 404 told who is configured)
+    assert unknown == bad_name == known == "invalid_signature"
+    assert rejected(standard(), request("/webhooks/standard/other", body, {"content-type": "application/json"})) == (
+        rejected(standard(), request("/webhooks/standard/acme", body, {"content-type": "application/json"}))
     )
 
 

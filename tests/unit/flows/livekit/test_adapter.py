@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devstack.lambda_runtime import apigw_event
-from exactly_once.core.errors import UnauthorizedError
+from exactly_once.core.errors import ConfigurationError, UnauthorizedError
 from exactly_once.core.events import QUARANTINE_KIND
 from exactly_once.flows.livekit.adapter import LiveKitAdapter, body_sha256, room_group
 from exactly_once.ingest.adapters.base import QuarantinedBadRequestError
@@ -85,3 +87,33 @@ def test_egress_and_participant_events_share_the_room_group():
     assert room_group(room_event("egress_ended", sid="RM_9")) == "livekit:room:RM_9"
     assert room_group(room_event("participant_joined", sid="RM_9")) == "livekit:room:RM_9"
     assert room_group({"event": "ingress_started", "ingressInfo": {"roomName": "n"}}) == "livekit:room:n"
+
+
+def _token_expiring_in(body: bytes, seconds: int) -> str:
+    claims = jwt.decode(sign(body), API_SECRET, algorithms=["HS256"], issuer=API_KEY)
+    claims["exp"] = int(time.time()) + seconds
+    return jwt.encode(claims, API_SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize("seconds", [86_400 + 120, 10 * 365 * 86_400])
+def test_a_token_that_lives_longer_than_a_day_is_refused(seconds):
+    # LiveKit's own tokens live 5 minutes: one valid for days is a captured credential replayed at will (issue 16)
+    body = encode(room_event())
+    with pytest.raises(UnauthorizedError) as caught:
+        ADAPTER.authenticate(request(body, {"authorization": _token_expiring_in(body, seconds)}))
+    assert caught.value.code == "token_lifetime"
+
+
+def test_a_token_that_lives_an_hour_is_accepted():
+    body = encode(room_event())
+    ADAPTER.authenticate(request(body, {"authorization": _token_expiring_in(body, 3600)}))
+
+
+@pytest.mark.parametrize("secret", ["", "short", "x" * 31, "é" * 15])
+def test_an_api_secret_shorter_than_32_bytes_refuses_to_start(secret):
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        LiveKitAdapter(API_KEY, secret)
+
+
+def test_an_api_secret_of_32_bytes_starts():
+    LiveKitAdapter(API_KEY, "s" * 32)

@@ -16,10 +16,11 @@ import base64
 import binascii
 import json
 import re
+import secrets as secrets_module
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from exactly_once.core.errors import ConfigurationError, HttpError, UnauthorizedError
+from exactly_once.core.errors import ConfigurationError, UnauthorizedError
 from exactly_once.core.events import InboundEvent, unreadable_event
 from exactly_once.core.fifo import group_id
 from exactly_once.core.secrets import get_secret
@@ -40,13 +41,6 @@ from exactly_once.ingest.apigw import Request
 KEY_PREFIX = "whsec_"  # how every Standard Webhooks secret starts
 TOLERANCE_SECONDS = 5 * 60
 _SOURCE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class UnknownSourceError(HttpError):
-    """No secret is configured for this source."""
-
-    def __init__(self, source: str) -> None:
-        super().__init__(404, "unknown_source", f"no webhook secret is configured for source {source!r}")
 
 
 def decode_secret(secret: str) -> bytes:
@@ -102,6 +96,9 @@ class StandardWebhooksAdapter(WebhookAdapter):
         if not secrets:
             raise ConfigurationError("Standard Webhooks needs at least one source with a secret")
         self._keys = {source: list(keys) for source, keys in secrets.items()}
+        # An unknown source is checked against a random key no sender has: it gets the very answer a wrong
+        # signature gets (a 404 told a scanner which source names are configured; issue 16).
+        self._decoy = [secrets_module.token_bytes(32)]
         self._tolerance = tolerance_seconds
         self._clock = clock
         self.dedup_window_seconds = dedup_window_seconds
@@ -115,13 +112,11 @@ class StandardWebhooksAdapter(WebhookAdapter):
 
     def source(self, request: Request) -> str:
         """``{source}`` from the route (API Gateway's path parameter, else the path's last segment)."""
-        source = request.path_params.get("source") or request.path.rstrip("/").rsplit("/", 1)[-1]
-        if not _SOURCE.match(source) or source not in self._keys:
-            raise UnknownSourceError(source[:64])
-        return source
+        return request.path_params.get("source") or request.path.rstrip("/").rsplit("/", 1)[-1]
 
     def authenticate(self, request: Request) -> None:
-        keys = self._keys[self.source(request)]
+        source = self.source(request)
+        keys = self._keys.get(source, self._decoy) if _SOURCE.match(source) else self._decoy
         webhook_id = _header(request, "id")
         signatures = _header(request, "signature")
         if not webhook_id or not signatures:

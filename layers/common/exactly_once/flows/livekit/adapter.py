@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from typing import Any
 
 import jwt
 
-from exactly_once.core.errors import BadRequestError, UnauthorizedError
+from exactly_once.core.errors import BadRequestError, ConfigurationError, UnauthorizedError
 from exactly_once.core.events import InboundEvent, unreadable_event
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
@@ -25,6 +26,11 @@ from exactly_once.ingest.apigw import Request
 
 PROVIDER = "livekit"
 _MAX_TOKEN = 8192
+#: HS256 keys shorter than the hash (RFC 7518 3.2) can be brute-forced from one captured token.
+MIN_SECRET_BYTES = 32
+#: LiveKit's tokens live 5 minutes; one valid for longer than this is refused (issue 16): a leaked
+#: signing secret or a token minted for another purpose must not open a replay window of years.
+MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
 
 
 def body_sha256(raw: bytes) -> str:
@@ -59,8 +65,19 @@ class LiveKitAdapter(WebhookAdapter):
     content_types = ("application/webhook+json", "application/json")
 
     def __init__(
-        self, api_key: str, api_secret: str, *, leeway_seconds: int = 10, dedup_window_seconds: int = 24 * 3600
+        self,
+        api_key: str,
+        api_secret: str,
+        *,
+        leeway_seconds: int = 10,
+        dedup_window_seconds: int = 24 * 3600,
+        max_token_lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS,
     ) -> None:
+        if len(api_secret.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"LIVEKIT_API_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256 key); generate a new key pair"
+            )
+        self._max_lifetime = max_token_lifetime_seconds
         self._api_key = api_key
         self._api_secret = api_secret
         self._leeway = leeway_seconds
@@ -73,6 +90,7 @@ class LiveKitAdapter(WebhookAdapter):
             get_secret("LIVEKIT_API_SECRET"),
             leeway_seconds=env_int("LIVEKIT_TOKEN_LEEWAY_SECONDS", 10),
             dedup_window_seconds=env_int("LIVEKIT_DEDUP_WINDOW_SECONDS", 24 * 3600),
+            max_token_lifetime_seconds=env_int("LIVEKIT_MAX_TOKEN_LIFETIME_SECONDS", MAX_TOKEN_LIFETIME_SECONDS),
         )
 
     def authenticate(self, request: Request) -> None:
@@ -96,6 +114,9 @@ class LiveKitAdapter(WebhookAdapter):
             raise UnauthorizedError("token expired", code="token_expired") from exc
         except jwt.PyJWTError as exc:
             raise UnauthorizedError(f"invalid token: {type(exc).__name__}", code="invalid_token") from exc
+        # "exp" is required and numeric (PyJWT checked it); how far ahead it lies is ours to bound.
+        if float(claims["exp"]) - time.time() > self._max_lifetime + self._leeway:
+            raise UnauthorizedError("token lives longer than allowed", code="token_lifetime")
         claimed = claims.get("sha256")
         if not isinstance(claimed, str) or not secrets_equal(claimed, body_sha256(request.raw_body)):
             raise UnauthorizedError("body does not match the token's sha256", code="body_hash_mismatch")
