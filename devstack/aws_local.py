@@ -98,6 +98,9 @@ class LocalAws:
                 return parameters[ref]
             default = self.template.parameter_default(ref)
             return None if default is None else str(default)
+        if isinstance(value, dict) and "Fn::If" in value:  # conditions at the parameters' defaults
+            condition, when_true, when_false = value["Fn::If"]
+            return self.resolve(when_true if self.template.condition(condition) else when_false, parameters)
         if isinstance(value, dict) and "Fn::GetAtt" in value:
             logical, attr = value["Fn::GetAtt"]
             return self.arns.get(logical) if attr == "Arn" else self.physical.get(logical)

@@ -2,8 +2,9 @@
 
 ``DATABASE_URL`` wins (local stack, tests); on AWS ``DB_SECRET_ARN`` names an RDS
 secret (host, port, username, password, dbname) read through Powertools
-Parameters with a cache. The connection runs in autocommit mode: every unit of
-work opens its own ``conn.transaction()``.
+Parameters with a cache; ``DB_HOST`` (set by the template: the RDS Proxy, or the cluster it created)
+overrides the secret's host and ``DB_NAME`` supplies a dbname the secret lacks. The connection runs
+in autocommit mode: every unit of work opens its own ``conn.transaction()``.
 
 TLS: a URL built from the RDS secret says ``sslmode=verify-full`` with ``sslrootcert`` the RDS CA
 bundle shipped in the layer (``core/certs/rds-ca-bundle.pem``, refreshed by ``make rds-ca``): the
@@ -55,7 +56,9 @@ def session_options() -> str:
 def url_from_secret(secret: Mapping[str, Any]) -> str:
     """The URL of an RDS secret (username, password, host, port, dbname): TLS verified against the RDS CAs."""
     user, password = quote(str(secret["username"]), safe=""), quote(str(secret["password"]), safe="")
-    host, port = secret.get("host") or os.environ.get("DB_HOST"), secret.get("port", 5432)
+    # DB_HOST wins: the template sets it to the RDS Proxy's endpoint (the secret names the database's own
+    # host) and to the created cluster's (an RDS-managed master secret holds only username and password).
+    host, port = os.environ.get("DB_HOST") or secret.get("host"), secret.get("port", 5432)
     dbname = quote(str(secret.get("dbname") or os.environ.get("DB_NAME", "postgres")), safe="")
     if not host:
         raise ConfigurationError("the RDS secret names no host (and DB_HOST is not set)")
@@ -86,6 +89,10 @@ def connect(url: str | None = None) -> psycopg.Connection[Any]:
             connect_timeout=env_int("DB_CONNECT_TIMEOUT", 5),
             application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "exactly-once"),
             options=session_options(),
+            # No server-side prepared statements: behind RDS Proxy a named prepare (and psycopg's
+            # DEALLOCATE ALL after a rollback, psycopg#1105) can pin the session to one database
+            # connection; unnamed extended-protocol statements are multiplexed (docs/capacity.md).
+            prepare_threshold=None,
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError("database unavailable", exc) from exc
