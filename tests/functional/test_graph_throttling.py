@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
 from devstack.fakes import Behaviour
 from devstack.lambda_runtime import LambdaContext, sqs_event
 from exactly_once.core.telemetry import Metric
@@ -30,7 +32,10 @@ def _receive(stack: Any) -> list[dict[str, Any]]:
 def _invoke(stack: Any, messages: list[dict[str, Any]], remaining_s: float = 60.0) -> set[str]:
     """One invocation as Lambda's event source makes it; the ids reported failed (the rest deleted)."""
     context = LambdaContext("EventWorkerFunction", timeout_s=remaining_s)
-    result = stack.handler("EventWorkerFunction")(sqs_event(messages, stack.aws.arns["EventsQueue"]), context)
+    try:
+        result = stack.handler("EventWorkerFunction")(sqs_event(messages, stack.aws.arns["EventsQueue"]), context)
+    except BatchProcessingError:  # every record failed: the invocation fails, Lambda deletes none
+        return {m["MessageId"] for m in messages}
     failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
     done = [m for m in messages if m["MessageId"] not in failed]
     if done:
@@ -94,3 +99,21 @@ def test_an_invocation_near_its_timeout_starts_no_fetch_and_fails_only_those_ite
     assert sorted(m["MessageId"] for m in again) == sorted(failed)
     assert _invoke(stack, again) == set()
     assert _tickets(db) == 2
+
+
+def test_a_batch_of_only_throttled_events_fails_whole_and_still_waits_out_retry_after(stack, db):
+    add_mail(stack, "a0", "<a0@example.com>", user=A)
+    assert post(stack, body(item("a0", user=A))).status == 202
+    stack.fakes.state["setup:graph_subscriptions"]({"retry_after": WAIT})
+    stack.fakes.behaviours["graph.throttle"] = Behaviour(fail_times=1, fail_status=429)
+    started = time.monotonic()
+    # WHEN the invocation's only record is throttled (the batch utility then fails the invocation)
+    messages = _receive(stack)
+    assert _invoke(stack, messages) == {messages[0]["MessageId"]}
+    # THEN the message still waits out Retry-After before its next receive
+    assert _receive(stack) == []
+    time.sleep(WAIT - (time.monotonic() - started) + 0.5)
+    again = _receive(stack)
+    assert [m["MessageId"] for m in again] == [messages[0]["MessageId"]]
+    assert _invoke(stack, again) == set()
+    assert _tickets(db) == 1

@@ -31,6 +31,8 @@ KINDS = {
     "crash": "SIGKILL at a boundary, then retries, SQS redelivery, leases and reapers",
     "concurrency": "identical deliveries at once, real handlers in spawned processes",
     "window": "re-deliveries spread over the dedup window (simulated clock)",
+    "clock": "days of schedules on a moved clock (expiries, renewals)",
+    "interleaved": "re-deliveries interleaved with live traffic and the repairs they trigger",
     "hostile": "hostile and broken input to the real handler",
     "property": "property-based (hypothesis) on parsers and keys",
     "signer": "signed by the provider's own SDK, checked by our verifier",

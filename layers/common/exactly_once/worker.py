@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from exactly_once.core import aws, db, deadline, store
@@ -58,14 +59,19 @@ class EventWorker:
         records = event.get("Records") or []
         settled = self.settle_batches(records)
         deferred: dict[str, float] = {}
-        response = dict(
-            process_partial_response(
-                event=dict(event),
-                record_handler=functools.partial(self.handle_record, presettled=settled, deferred=deferred),
-                processor=processor,
-                context=context,
+        try:
+            response = dict(
+                process_partial_response(
+                    event=dict(event),
+                    record_handler=functools.partial(self.handle_record, presettled=settled, deferred=deferred),
+                    processor=processor,
+                    context=context,
+                )
             )
-        )
+        except BatchProcessingError:  # every record failed: the invocation fails, after the deferrals are set
+            if deferred:
+                _defer(records, {str(r.get("messageId")) for r in records}, deferred)
+            raise
         if deferred:
             failures = cast(list[dict[str, str]], response.get("batchItemFailures") or [])
             _defer(records, {f["itemIdentifier"] for f in failures}, deferred)
