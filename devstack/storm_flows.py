@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -248,6 +249,7 @@ class WhatsAppFlow(StormFlow):
         self.app_secret = app_secret
         self.run = uuid.uuid4().hex[:10]
         self.phone_number_id = f"1065{int(self.run[:8], 16) % 10**11:011d}"
+        self.sent_at = str(int(time.time()))  # one stamp for every copy of a message: copies stay identical
         self.base_url_check = base_url_check
         self.client: StormClient | None = None
 
@@ -278,7 +280,7 @@ class WhatsAppFlow(StormFlow):
             message = {
                 "from": self._customer(i),
                 "id": self._wamid(i),
-                "timestamp": "1795334400",
+                "timestamp": self.sent_at,  # now: the reply must fall inside the 24-hour window
                 "type": "text",
                 "text": {"body": self._text(i)},
             }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,7 +17,8 @@ WABA = "102290129340398"
 PHONE = "106540352242922"
 DISPLAY = "15550783881"
 CUSTOMER = "16505551234"
-TS = "1795334400"
+# Meta stamps a message when the customer sends it: now, so a reply is inside the 24-hour window (sends/window.py).
+TS = str(int(time.time()))
 
 
 def text_message(wamid: str, body: str, sender: str = CUSTOMER, ts: str = TS) -> dict[str, Any]:

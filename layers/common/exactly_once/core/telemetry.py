@@ -56,6 +56,8 @@ class Metric:
     SCHEDULE_FAILURES = "MailboxScheduleFailures"  # a tick could not make one user's job; the others still ran
     DUPLICATE_SHARE = "DuplicateShare"  # percent of a webhook POST's events that ingest found already delivered
     RECIPIENT_REPEATS = "RecipientRepeats"  # a send reached a recipient another send reached within the hour
+    WINDOW_CLOSED = "WhatsAppWindowClosed"  # a free-form send outside the 24-hour window went to review
+    WINDOW_TEMPLATES = "WhatsAppWindowTemplates"  # the re-engagement template went instead of a late free-form send
     FAILED = "EventsFailed"  # a processor raised: SQS retries the message, then the DLQ keeps it
     REPLAYED = "EventsReplayed"  # operator replays the worker received (exactly-once quarantine replay)
     OPEN_QUARANTINE = "OpenQuarantine"  # gauge: quarantine rows awaiting an operator (ops_gauges, every minute)

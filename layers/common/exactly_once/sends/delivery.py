@@ -22,6 +22,7 @@ from exactly_once.core.errors import ProviderCallError, ProviderTimeoutError
 from exactly_once.core.queries import q
 from exactly_once.core.telemetry import Metric, counters, logger
 from exactly_once.sends import queue as send_queue
+from exactly_once.sends import window
 from exactly_once.sends.channels import sender
 from exactly_once.sends.queue import NotClaimed, SendClaim
 
@@ -35,6 +36,17 @@ def deliver(conn: psycopg.Connection[Any], send_id: int) -> str:
         return _not_claimed(conn, send_id, taken)
     logger.append_keys(send_id=send_id, channel=taken.channel)
     crashpoint("send.worker.after_claim")
+    if taken.channel == "whatsapp":
+        decision = window.check(conn, taken)
+        if decision.send is None:
+            # No attempt can succeed: review at once, never a retry (WhatsApp's 24-hour window).
+            counters.incr("whatsapp", Metric.WINDOW_CLOSED)
+            to_review(conn, taken, decision.review or "outside the customer-service window")
+            return "review"
+        if decision.template:
+            counters.incr("whatsapp", Metric.WINDOW_TEMPLATES)
+            logger.info("window closed: the re-engagement template goes instead", extra={"send_id": send_id})
+        taken = decision.send
     try:
         sent = sender(taken.channel).send(taken)
     except ProviderTimeoutError as exc:
@@ -141,6 +153,10 @@ def _refused(conn: psycopg.Connection[Any], claim: SendClaim, exc: ProviderCallE
         send_queue.release(conn, claim, until=now + timedelta(seconds=backoff), error=str(exc))
         counters.incr(PROVIDER, Metric.RETRIED)
         return "retry"
+    if claim.channel == "whatsapp" and window.refused_outside_window(exc):
+        counters.incr("whatsapp", Metric.WINDOW_CLOSED)
+        to_review(conn, claim, f"Meta refused the message: outside the 24-hour customer-service window ({exc})")
+        return "review"
     wait = sender(claim.channel).rate_limit(exc)
     if wait is not None:
         # The seed's warning handler left rows in processing: here the row is pending again,
