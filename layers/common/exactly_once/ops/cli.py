@@ -8,6 +8,7 @@
     exactly-once dlq list [--limit N]
     exactly-once dlq replay [--limit N] [--note TEXT]
     exactly-once trace KEY [--provider P]
+    exactly-once graph watch|unwatch|status|resync [MAILBOX]   (ops/graph_cli.py)
 
 Where things are: Postgres from ``--database-url`` / ``DATABASE_URL``, else the RDS secret
 (``--db-secret-arn`` / ``DB_SECRET_ARN`` / the stack's ``DatabaseSecretArn`` parameter); the
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from exactly_once.core.errors import ExactlyOnceError
+from exactly_once.ops import graph_cli
 
 STATUSES = ("open", "replayed", "resolved", "all")
 
@@ -328,6 +330,7 @@ def _parser() -> argparse.ArgumentParser:
     _quarantine_commands(commands)
     _send_commands(commands)
     _dlq_commands(commands)
+    graph_cli.add_commands(commands)
     trace = commands.add_parser("trace", help="what happened to one event, layer by layer")
     trace.add_argument("key", help="the event key (event_log.event_key, e.g. graph:<sub>|created|<id>|<etag>)")
     trace.add_argument("--provider", help="default: the key's prefix")
