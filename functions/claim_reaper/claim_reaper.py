@@ -11,9 +11,11 @@ from typing import Any
 
 from exactly_once.core import db
 from exactly_once.core.telemetry import logger
+from exactly_once.core.tracing import traced
 from exactly_once.ops.reapers import ReaperRunError, run_all
 
 
+@traced
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     remaining = getattr(context, "get_remaining_time_in_millis", None)

@@ -20,6 +20,7 @@ from exactly_once.core.errors import (
 )
 from exactly_once.core.secrets import secret_document
 from exactly_once.core.telemetry import flushes_metrics, logger
+from exactly_once.core.tracing import traced
 from exactly_once.flows.mailbox.scheduling import JobConflictError, UnknownUserError
 from exactly_once.ingest.apigw import Request, json_response
 from exactly_once.ops.console import ConsoleApi, ConsoleSettings, asset_response
@@ -104,6 +105,7 @@ def _serve(event: dict[str, Any]) -> dict[str, Any]:
     return json_response(status, body, NO_STORE)
 
 
+@traced
 @logger.inject_lambda_context(clear_state=True)
 @flushes_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

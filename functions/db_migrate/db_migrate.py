@@ -6,6 +6,7 @@ from typing import Any
 
 from exactly_once.core import db
 from exactly_once.core.telemetry import logger
+from exactly_once.core.tracing import traced
 from exactly_once.ops import budget
 from exactly_once.ops.custom_resource import respond
 from exactly_once.ops.migrate import migrate
@@ -20,6 +21,7 @@ def run(properties: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"Applied": ",".join(applied), **checked}
 
 
+@traced
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if "ResponseURL" in event:

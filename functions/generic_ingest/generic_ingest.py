@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from exactly_once.core.telemetry import logger
+from exactly_once.core.tracing import traced
 from exactly_once.flows import generic
 from exactly_once.ingest.router import IngestRouter
 
@@ -18,6 +19,7 @@ from exactly_once.ingest.router import IngestRouter
 ROUTER = IngestRouter.serving(generic.FLOW.providers)
 
 
+@traced
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return ROUTER.handle(event, context)

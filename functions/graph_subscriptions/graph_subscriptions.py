@@ -13,6 +13,7 @@ from typing import Any
 
 from exactly_once.core import db
 from exactly_once.core.telemetry import flushes_metrics, logger
+from exactly_once.core.tracing import traced
 from exactly_once.flows.graph.manager import SubscriptionManager, utc_now
 from exactly_once.flows.graph.resync import Resync
 
@@ -27,6 +28,7 @@ def _resync() -> Resync:
     return Resync.from_env(utc_now)
 
 
+@traced
 @logger.inject_lambda_context(clear_state=True)
 @flushes_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, dict[str, str]]:

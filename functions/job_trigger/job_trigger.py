@@ -16,6 +16,7 @@ from exactly_once.core.errors import (
 )
 from exactly_once.core.settings import env
 from exactly_once.core.telemetry import flushes_metrics, logger
+from exactly_once.core.tracing import traced
 from exactly_once.flows.mailbox import jobs as mailbox_jobs
 from exactly_once.flows.mailbox.scheduling import JobConflictError, UnknownUserError, trigger
 from exactly_once.ingest.apigw import Request, error_response, json_response
@@ -71,6 +72,7 @@ def refusal(exc: Refusal) -> dict[str, Any]:
     return error_response(http)
 
 
+@traced
 @logger.inject_lambda_context(clear_state=True)
 @flushes_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

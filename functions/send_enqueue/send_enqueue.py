@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from exactly_once.core import db
 from exactly_once.core.errors import BadRequestError, DatabaseUnavailableError, HttpError, ServiceUnavailableError
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
+from exactly_once.core.tracing import traced
 from exactly_once.ingest.apigw import Request, error_response, json_response
 from exactly_once.sends import queue as send_queue
 from exactly_once.sends.queue import IdempotencyConflictError
@@ -62,6 +63,7 @@ def enqueue(request: Request) -> dict[str, Any]:
     return json_response(201 if queued.created else 200, body)
 
 
+@traced
 @logger.inject_lambda_context(clear_state=True)
 @flushes_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

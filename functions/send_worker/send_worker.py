@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from exactly_once.core import db, store
 from exactly_once.core.telemetry import flushes_metrics, logger
+from exactly_once.core.tracing import traced
 from exactly_once.sends.delivery import PROVIDER, deliver
 from exactly_once.sends.queue import parse_message
 
@@ -28,6 +29,7 @@ def handle_record(record: SQSRecord) -> str:
     return outcome
 
 
+@traced
 @logger.inject_lambda_context(clear_state=True)
 @flushes_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
