@@ -1,14 +1,17 @@
 """WhatsApp Cloud API send: ``POST {base}/{version}/{phone_number_id}/messages`` with a Bearer token.
 
-Not idempotent, no idempotency key, and no API to list what was sent: a timeout is an
-unknown outcome that only the delivery policy can settle (see send_reconcile).
+Each business number sends with its own token when ``WHATSAPP_ACCESS_TOKEN`` maps numbers to
+tokens (several businesses on one stack). Not idempotent, no idempotency key, and no API to list
+what was sent: a timeout is an unknown outcome that only the delivery policy can settle (see send_reconcile).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
+from exactly_once.core.errors import ConfigurationError
 from exactly_once.core.outbound_http import HttpClient
 from exactly_once.core.provider_paths import segment
 from exactly_once.core.secrets import get_secret
@@ -16,18 +19,40 @@ from exactly_once.core.settings import env_int
 from exactly_once.sends.unipile_api import SentMessage
 
 
+def access_tokens(value: str) -> dict[str, str]:
+    """``WHATSAPP_ACCESS_TOKEN``: one token for every number, or a JSON object of tokens by
+    ``phone_number_id`` (several businesses on one stack), ``"*"`` for the numbers not named."""
+    text = value.strip()
+    if not text.startswith("{"):
+        return {"*": text}
+    try:
+        tokens = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"WHATSAPP_ACCESS_TOKEN is not a JSON object: {exc}") from exc
+    if not isinstance(tokens, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()):
+        raise ConfigurationError("WHATSAPP_ACCESS_TOKEN must map phone_number_id to token")
+    return dict(tokens)
+
+
 class WhatsAppClient:
-    def __init__(self, base_url: str, access_token: str, *, version: str = "v21.0", read_timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, access_token: str | dict[str, str], *, version: str = "v21.0", read_timeout: float = 10.0
+    ) -> None:
         self._version = version
-        self._http = HttpClient(
-            base_url, read_timeout=read_timeout, retries=2, headers={"Authorization": f"Bearer {access_token}"}
-        )
+        self._tokens = {"*": access_token} if isinstance(access_token, str) else dict(access_token)
+        self._http = HttpClient(base_url, read_timeout=read_timeout, retries=2)
+
+    def _token(self, phone_number_id: str) -> str:
+        token = self._tokens.get(phone_number_id) or self._tokens.get("*")
+        if not token:  # before any request leaves: the send surely did not happen
+            raise ConfigurationError(f"no WhatsApp access token for phone number {phone_number_id}")
+        return token
 
     @classmethod
     def from_env(cls) -> WhatsAppClient:
         return cls(
             os.environ.get("WHATSAPP_BASE_URL", "https://graph.facebook.com"),
-            get_secret("WHATSAPP_ACCESS_TOKEN"),
+            access_tokens(get_secret("WHATSAPP_ACCESS_TOKEN")),
             version=os.environ.get("WHATSAPP_API_VERSION", "v21.0"),
             read_timeout=float(env_int("SEND_PROVIDER_TIMEOUT_SECONDS", 10)),
         )
@@ -44,6 +69,10 @@ class WhatsAppClient:
         )
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, **message}
         data = self._http.request(
-            "POST", f"/{self._version}/{segment(phone_number_id)}/messages", json_body=body, idempotent=False
+            "POST",
+            f"/{self._version}/{segment(phone_number_id)}/messages",
+            json_body=body,
+            headers={"Authorization": f"Bearer {self._token(phone_number_id)}"},
+            idempotent=False,
         ).json()
         return SentMessage(str(data["messages"][0]["id"]))

@@ -253,3 +253,25 @@ def test_a_change_without_a_readable_field_name_is_still_quarantined(field):
     events = adapter().split(request(_routine({"field": field, "value": {"event": "X"}}))).events
     assert [e.kind for e in events] == [QUARANTINE_KIND]
     assert "no readable field name" in events[0].payload["reason"]
+
+
+def test_several_app_secrets_each_authenticate_and_no_other_does():
+    # GIVEN two Meta apps posting to one stack (or the old and the new secret of a rotation)
+    from exactly_once.flows.whatsapp.adapter import app_secrets
+
+    both = WhatsAppAdapter(app_secrets('["old-secret", "new-secret"]'), TOKEN)
+    raw = meta_bytes(one_text("wamid.R1"))
+    for secret in ("old-secret", "new-secret"):
+        both.authenticate(request(raw, signature(secret, raw)))  # THEN a body signed with either is authentic
+    with pytest.raises(UnauthorizedError):
+        both.authenticate(request(raw, signature("another-apps-secret", raw)))
+    assert app_secrets(" a , b ,") == ("a", "b") and app_secrets("only") == ("only",)
+
+
+@pytest.mark.parametrize("value", ["", " , ", "[1, 2]", "[not json"])
+def test_an_app_secret_setting_without_a_secret_is_refused(value):
+    from exactly_once.core.errors import ConfigurationError
+    from exactly_once.flows.whatsapp.adapter import app_secrets
+
+    with pytest.raises(ConfigurationError):
+        WhatsAppAdapter(app_secrets(value), TOKEN)

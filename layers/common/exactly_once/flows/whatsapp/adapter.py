@@ -3,7 +3,8 @@
 Handshake: ``GET ?hub.mode=subscribe&hub.verify_token=..&hub.challenge=..`` -> 200 text/plain
 with the challenge when the token matches (constant time); anything else -> 403.
 Auth: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``, over the bytes
-as received (Meta signs escaped-unicode JSON), constant time, else 401.
+as received (Meta signs escaped-unicode JSON), constant time, else 401. Several app secrets may be
+configured (several apps, a rotation): a body signed with any of them is authentic.
 Split: every ``entry[].changes[].value`` of field ``messages`` carries ``messages[]`` (key: the
 wamid) and ``statuses[]`` (key: the wamid and the status). Every other field Meta sends on the same
 webhook (``message_template_status_update``, ``account_update``, ``phone_number_quality_update``, ...)
@@ -20,9 +21,10 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from exactly_once.core.errors import ForbiddenError, UnauthorizedError
+from exactly_once.core.errors import ConfigurationError, ForbiddenError, UnauthorizedError
 from exactly_once.core.events import QUARANTINE_KIND, InboundEvent, unreadable_event
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
@@ -41,6 +43,23 @@ DEDUP_WORKERS = 10
 _MAX_CHALLENGE = 1024
 #: A webhook field name as Meta spells them (``account_update``, ``message_template_status_update``).
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def app_secrets(value: str) -> tuple[str, ...]:
+    """``WHATSAPP_APP_SECRET``: one app secret, or several as a JSON list or comma-separated
+    (several Meta apps posting to one stack, or the old and the new secret during a rotation)."""
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            listed = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"WHATSAPP_APP_SECRET is not a JSON list: {exc}") from exc
+        if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+            raise ConfigurationError("WHATSAPP_APP_SECRET must be a JSON list of strings")
+        parts = [x.strip() for x in listed]
+    else:
+        parts = [x.strip() for x in text.split(",")]
+    return tuple(x for x in parts if x)
 
 
 def message_key(wamid: str) -> str:
@@ -78,12 +97,15 @@ class WhatsAppAdapter(WebhookAdapter):
 
     def __init__(
         self,
-        app_secret: str,
+        app_secret: str | Sequence[str],
         verify_token: str,
         dedup_window_seconds: int = DEFAULT_DEDUP_WINDOW_SECONDS,
         max_updates: int = MAX_UPDATES,
     ) -> None:
-        self._app_secret = app_secret
+        # Several app secrets: several Meta apps on one stack, or a rotation (old and new both valid).
+        self._app_secrets = (app_secret,) if isinstance(app_secret, str) else tuple(app_secret)
+        if not self._app_secrets or not all(self._app_secrets):
+            raise ConfigurationError("WHATSAPP_APP_SECRET holds no secret")
         self._verify_token = verify_token
         self.dedup_window_seconds = dedup_window_seconds
         self.max_updates = max_updates
@@ -91,7 +113,7 @@ class WhatsAppAdapter(WebhookAdapter):
     @classmethod
     def from_env(cls) -> WhatsAppAdapter:
         adapter = cls(
-            get_secret("WHATSAPP_APP_SECRET"),
+            app_secrets(get_secret("WHATSAPP_APP_SECRET")),
             get_secret("WHATSAPP_VERIFY_TOKEN"),
             dedup_window_seconds=env_int("WHATSAPP_DEDUP_WINDOW_SECONDS", DEFAULT_DEDUP_WINDOW_SECONDS),
         )
@@ -121,7 +143,10 @@ class WhatsAppAdapter(WebhookAdapter):
         given = request.header(SIGNATURE_HEADER)
         if not given:
             raise UnauthorizedError("X-Hub-Signature-256 header is missing", code="missing_signature")
-        if not secrets_equal(given.strip().lower(), signature(self._app_secret, request.raw_body)):
+        given = given.strip().lower()
+        # Every secret is tried (no early exit): the answer takes as long whichever app signed.
+        matches = [secrets_equal(given, signature(secret, request.raw_body)) for secret in self._app_secrets]
+        if not any(matches):
             raise UnauthorizedError("X-Hub-Signature-256 does not match the body", code="invalid_signature")
 
     # -- split -----------------------------------------------------------------------
