@@ -33,7 +33,7 @@ TEST_SECRETS = {
     "WHATSAPP_ACCESS_TOKEN": "whatsapp-access-token-test",
     "UNIPILE_API_KEY": "unipile-api-key-test",
     "UNIPILE_WEBHOOK_SECRET": "unipile-webhook-secret-test",
-    "API_TOKEN": "local-api-token-test",
+    "API_TOKEN": "local-api-token-test-0123456789abcdef",
     "STANDARD_WEBHOOK_SECRETS": '{"acme": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}',
     "STRIPE_WEBHOOK_SECRET": "whsec_stripe_test_secret",
     "GITHUB_WEBHOOK_SECRET": "github-webhook-secret-test",

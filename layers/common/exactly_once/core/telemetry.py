@@ -34,6 +34,7 @@ class Metric:
     QUARANTINED = "Quarantined"
     SIGNATURE_FAILURES = "SignatureFailures"
     REJECTED = "RequestsRejected"
+    OPERATOR_DENIED = "OperatorRequestsDenied"  # the operator routes' authorizer said no (provider = operator)
     PROVIDER_RETRIES = "ProviderRetriesSeen"  # deliveries the provider marked as a retry (Slack)
     LIFECYCLE = "LifecycleEvents"
     EFFECTS = "EffectsApplied"

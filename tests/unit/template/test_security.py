@@ -1,0 +1,45 @@
+"""Issue 16 in template.yaml: the operator authorizer's caches are short; denials and not-configured answers page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from devstack.template import Template
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return Template.load()
+
+
+def alarm_on(template: Template, metric: str) -> tuple[str, dict[str, Any]]:
+    found = [
+        (name, res["Properties"])
+        for name, res in template.of_type("AWS::CloudWatch::Alarm").items()
+        if any(metric in str(m.get("Expression", "")) for m in res["Properties"].get("Metrics", []))
+    ]
+    assert len(found) == 1, f"one alarm on {metric}, found {[n for n, _ in found]}"
+    return found[0]
+
+
+def on_dashboard(template: Template, alarm: str) -> bool:
+    (dashboard,) = template.of_type("AWS::CloudWatch::Dashboard").values()
+    return f"${{{alarm}.Arn}}" in str(dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
+
+
+def test_a_revoked_operator_token_stops_working_within_two_minutes(template):
+    # Two caches hold a token: API Gateway's authorizer cache (per Authorization header) and the function's
+    # secret cache. Both at 60 s: a rotated-out token is refused at most 2 minutes after put-secret-value.
+    (api,) = template.of_type("AWS::Serverless::HttpApi").values()
+    identity = api["Properties"]["Auth"]["Authorizers"]["ApiToken"]["Identity"]
+    assert 0 < identity["ReauthorizeEvery"] <= 60
+    assert 0 < int(template.function_env("ApiAuthorizerFunction")["SECRETS_MAX_AGE"]) <= 60
+
+
+def test_a_burst_of_operator_denials_pages(template):
+    name, props = alarm_on(template, "OperatorRequestsDenied")
+    (query,) = [m["Expression"] for m in props["Metrics"] if m.get("ReturnData")]
+    assert "provider = 'operator'" in query and "SUM(" in query
+    assert props["Threshold"] > 0 and on_dashboard(template, name)
