@@ -13,7 +13,9 @@ body on both sends (``text``; ``account_id`` and ``attendees_ids`` to start a ch
 and the listing's ``limit`` (1-250). The listing is a chat's messages newest first, ours
 (``is_sender: 1``) and the other side's (``is_sender: 0``; ``receive()`` or ``POST /_fake/state
 {"provider": "unipile", "inbound": {"chat_id", "texts"}}`` adds them), ``limit`` per page with a
-``cursor`` to the next, and ``before``/``after`` filters, as the real API lists them.
+``cursor`` to the next, and ``before``/``after`` filters, as the real API lists them. The chats of an
+account with one person (``GET /chat_attendees/{id}/chats``, kind ``unipile.list_chats``) list the
+chat a first message started.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 API_KEY = "unipile-api-key-test"  # tests/harness.py TEST_SECRETS["UNIPILE_API_KEY"]
 SEND = "unipile.send"
 LIST = "unipile.list"
+LIST_CHATS = "unipile.list_chats"
 DEFAULT_LIMIT = 100  # the fake's page size when the client names none
 OTHER_SIDE = "attendee_other"
 
@@ -102,6 +105,25 @@ def _page(held: list[dict[str, Any]], arg: dict[str, str]) -> dict[str, Any]:
     return {"object": "MessageList", "items": [dict(m) for _, m in page], "cursor": cursor}
 
 
+def _chat_list(chats: dict[str, list[dict[str, Any]]], account: str, attendee: str) -> dict[str, Any]:
+    chat_id = f"chat_{account}_{attendee}"  # the id start_chat gives the chat a first message starts
+    item = {"object": "Chat", "id": chat_id, "account_id": account, "attendee_provider_id": attendee}
+    return {"object": "ChatList", "items": [item] if chats.get(chat_id) else [], "cursor": None}
+
+
+def _install_chat_listing(fakes: FakeProviders, chats: dict[str, list[dict[str, Any]]], lock: threading.Lock) -> None:
+    @fakes.route("GET", r"/unipile/api/v1/chat_attendees/(?P<attendee>[^/]+)/chats")
+    def chats_with(request: FakeRequest) -> Reply:
+        """The account's chats with one person (``account_id`` required here): the chat a first message started."""
+        attendee = request.match.group("attendee")
+        refused = _refusal(fakes, request, LIST_CHATS, attendee)
+        if refused:
+            return refused
+        fakes.record(LIST_CHATS, attendee, request)
+        with lock:
+            return 200, _chat_list(chats, request.query.get("account_id", [""])[0], attendee)
+
+
 def install(fakes: FakeProviders) -> None:
     chats: dict[str, list[dict[str, Any]]] = {}
     config: dict[str, Any] = {}
@@ -166,6 +188,8 @@ def install(fakes: FakeProviders) -> None:
         form = request.form()
         chat_id = f"chat_{form.get('account_id', '')}_{form.get('attendees_ids', '')}"
         return send(request, chat_id, form.get("text", ""), "account_id", "attendees_ids")
+
+    _install_chat_listing(fakes, chats, lock)
 
     @fakes.route("GET", r"/unipile/api/v1/chats/(?P<chat>[^/]+)/messages")
     def list_messages(request: FakeRequest) -> Reply:

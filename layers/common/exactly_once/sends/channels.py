@@ -74,13 +74,19 @@ class UnipileSender:
         return self._client.send_message(claim.recipient, text)
 
     def find(self, claim: SendClaim) -> FindResult:
-        if claim.payload.get("new_chat"):
-            return Unknowable()  # no chat id before the answer: nothing to list
         text = str(claim.payload.get("text") or "")
         since = claim.call_started_at - RECONCILE_SKEW
+        # A first message had no chat id before the answer: look in every chat of the account with
+        # that person (the chat it started, if it did), then read each as for any other send.
+        chats = (
+            self._client.chats_with(claim.sender_account, claim.recipient)
+            if claim.payload.get("new_chat")
+            else [claim.recipient]
+        )
         matches = [
             (m.message_id, m.sent_at)
-            for m in self._client.messages_since(claim.recipient, since)
+            for chat in chats
+            for m in self._client.messages_since(chat, since)
             if m.is_sender and m.text == text and (m.sent_at is None or m.sent_at >= since)
         ]
         matches.sort(key=lambda m: m[1] or since)

@@ -2,9 +2,10 @@
 and the stuck-row gauge. Each is registered in ``reaper.REAPERS`` and takes ``(conn) -> int``.
 
 Reconciliation asks the provider before anything is resent. Unipile: list the chat's recent
-messages and match the text at or after the call -> sent (the ledger records it) or pending.
-WhatsApp has no list API, nor does a Unipile send that started a chat: the delivery policy
-decides (at_most_once -> review, a person decides; at_least_once -> pending, a resend).
+messages and match the text at or after the call -> sent (the ledger records it) or pending; a
+send that started a chat lists the account's chats with that person first, then their messages.
+WhatsApp has no list API: the delivery policy decides (at_most_once -> review, a person decides;
+at_least_once -> pending, a resend).
 """
 
 from __future__ import annotations

@@ -75,6 +75,24 @@ class UnipileClient:
         data = self._http.request("GET", f"/api/v1/chats/{segment(chat_id)}/messages?limit={limit}").json()
         return [_message(item) for item in (data or {}).get("items", [])]
 
+    def chats_with(self, account_id: str, attendee_id: str, *, page_size: int = 50, max_pages: int = 10) -> list[str]:
+        """GET /api/v1/chat_attendees/{attendee_id}/chats?account_id=..: every chat of the account with that person.
+
+        How a first message is found after a timeout: its chat did not exist (or was not known) before
+        the send, so the chat id comes from this listing. Raises ProviderCallError when the pages do not end.
+        """
+        path = f"/api/v1/chat_attendees/{segment(attendee_id)}/chats"
+        query = {"account_id": account_id, "limit": str(page_size)}
+        chats: list[str] = []
+        for _ in range(max_pages):
+            data = self._http.request("GET", f"{path}?{urlencode(query)}").json() or {}
+            chats += [str(item["id"]) for item in data.get("items", []) if isinstance(item, dict) and item.get("id")]
+            cursor = data.get("cursor")
+            if not cursor:
+                return chats
+            query["cursor"] = str(cursor)
+        raise ProviderCallError(0, f"attendee {attendee_id}: {max_pages} pages of chats did not end")
+
     def messages_since(
         self, chat_id: str, since: datetime, *, page_size: int = 100, max_pages: int = 20
     ) -> list[ChatMessage]:
