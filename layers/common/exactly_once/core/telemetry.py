@@ -14,12 +14,17 @@ from typing import ParamSpec, TypeVar
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from exactly_once.core.display import json_text
+
 NAMESPACE = "ExactlyOnce"
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-logger = Logger(service="exactly-once")
+# Log lines carry provider text (ids, reasons): json_text escapes what a terminal would obey (issue 16).
+logger = Logger(
+    service="exactly-once", json_serializer=functools.partial(json_text, default=str, separators=(",", ":"))
+)
 
 
 class Metric:

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from exactly_once.core.display import escaped_output, json_text
 from exactly_once.core.errors import ExactlyOnceError
 from exactly_once.ops import graph_cli
 
@@ -35,6 +36,11 @@ STATUSES = ("open", "replayed", "resolved", "all")
 
 
 def main(argv: list[str] | None = None) -> int:
+    with escaped_output():  # ids and reasons come from providers: no escape sequence reaches the terminal
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.resolve(args)
@@ -157,7 +163,7 @@ def _operator() -> str:
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    print(json_text(value, indent=2, default=str))
 
 
 # -- commands ---------------------------------------------------------------------------
