@@ -19,7 +19,7 @@ from exactly_once.core.errors import (
     HttpError,
 )
 from exactly_once.core.secrets import secret_document
-from exactly_once.core.telemetry import flushes_metrics, logger
+from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.core.tracing import traced
 from exactly_once.flows.mailbox.scheduling import JobConflictError, UnknownUserError
 from exactly_once.ingest.apigw import Request, json_response
@@ -76,6 +76,7 @@ def answer(exc: ExactlyOnceError) -> dict[str, Any]:
         return _error(503, "unavailable", "a queue or the database is unavailable; try again")
     if isinstance(exc, ConfigurationError):
         logger.error("console misconfigured", extra={"error": str(exc)})
+        counters.incr("console", Metric.NOT_CONFIGURED)  # NotConfiguredAlarm
         return _error(503, "not_configured", "the console function is missing a setting (see its logs)")
     logger.exception("console: unexpected library error")
     return _error(500, "internal_error", "unexpected error (see the console function's logs)")

@@ -43,3 +43,12 @@ def test_a_burst_of_operator_denials_pages(template):
     (query,) = [m["Expression"] for m in props["Metrics"] if m.get("ReturnData")]
     assert "provider = 'operator'" in query and "SUM(" in query
     assert props["Threshold"] > 0 and on_dashboard(template, name)
+
+
+def test_a_not_configured_answer_pages_at_once(template):
+    # A webhook answered 503 not_configured is retried by its provider for a while, then dropped (issue 16)
+    name, props = alarm_on(template, "NotConfigured")
+    (query,) = [m["Expression"] for m in props["Metrics"] if m.get("ReturnData")]
+    assert "SUM(NotConfigured)" in query and "WHERE" not in query  # every provider, the console included
+    assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert on_dashboard(template, name)

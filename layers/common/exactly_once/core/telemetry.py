@@ -40,6 +40,7 @@ class Metric:
     SIGNATURE_FAILURES = "SignatureFailures"
     REJECTED = "RequestsRejected"
     OPERATOR_DENIED = "OperatorRequestsDenied"  # the operator routes' authorizer said no (provider = operator)
+    NOT_CONFIGURED = "NotConfigured"  # a 503 not_configured: a provider's secret or a setting is missing
     PROVIDER_RETRIES = "ProviderRetriesSeen"  # deliveries the provider marked as a retry (Slack)
     LIFECYCLE = "LifecycleEvents"
     EFFECTS = "EffectsApplied"

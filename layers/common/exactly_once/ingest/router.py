@@ -16,7 +16,7 @@ from typing import Any
 from exactly_once.core.declaration import Provider
 from exactly_once.core.errors import ConfigurationError, HttpError, ServiceUnavailableError
 from exactly_once.core.settings import IngestSettings
-from exactly_once.core.telemetry import logger
+from exactly_once.core.telemetry import Metric, counters, logger
 from exactly_once.ingest.adapters.base import WebhookAdapter
 from exactly_once.ingest.apigw import error_response
 from exactly_once.ingest.build import webhook_ingest
@@ -43,6 +43,12 @@ class Route:
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(path.rstrip("/") or "/")
         return found.groupdict() if found else None
+
+
+def provider_of(template: str) -> str:
+    """The provider a webhook route serves: ``/webhooks/standard/{source}`` -> ``standard``."""
+    parts = [p for p in template.split("/") if p and not p.startswith("{")]
+    return parts[1] if len(parts) > 1 and parts[0] == "webhooks" else (parts[-1] if parts else "unknown")
 
 
 def compile_template(template: str) -> re.Pattern[str]:
@@ -85,6 +91,9 @@ class IngestRouter:
             if params is None:
                 continue
             if route.ingest is None:
+                # Counted (NotConfiguredAlarm): the provider retries for a while, then gives up on the event.
+                counters.incr(provider_of(route.template), Metric.NOT_CONFIGURED)
+                counters.flush()
                 return error_response(
                     ServiceUnavailableError(f"{route.template} is not configured", code="not_configured")
                 )
