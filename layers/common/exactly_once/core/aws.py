@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from exactly_once.core import faults
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
@@ -27,7 +29,8 @@ def _session() -> boto3.session.Session:
 
 def client(service: str) -> Any:
     # AWS_ENDPOINT_URL (honoured by botocore) points these at the local stack's moto.
-    return _session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+    # faults.install: inert unless the chaos harness set EO_FAULTS (never the template).
+    return faults.install(_session().client(service, config=_CONFIG), service)  # type: ignore[call-overload]
 
 
 @functools.cache
