@@ -4,6 +4,7 @@ throttling in ``fake_graph_subscriptions``)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from devstack import fake_graph_subscriptions
 
@@ -31,7 +32,8 @@ def install(fakes: FakeProviders) -> None:
 
     @fakes.route("GET", r"/graph/v1\.0/users/(?P<user>[^/]+)/messages/(?P<mid>[^/]+)")
     def get_message(request: FakeRequest) -> Reply:
-        mid = request.match.group("mid")
+        # Graph decodes the path: the worker quotes every id (an address's '@' as %40).
+        mid = unquote(request.match.group("mid"))
         fakes.record("graph.get_message", mid, request)
         if request.headers.get("authorization") != "Bearer fake-graph-token":
             return 401, {"error": {"code": "InvalidAuthenticationToken"}}
@@ -41,7 +43,7 @@ def install(fakes: FakeProviders) -> None:
         failing = fakes.behave("graph.get_message")
         if failing:
             return failing.fail_status, {"error": {"code": "ServiceUnavailable"}}
-        message = messages.get((request.match.group("user").lower(), mid))
+        message = messages.get((unquote(request.match.group("user")).lower(), mid))
         if message is None:
             return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
         return 200, message

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 if TYPE_CHECKING:
     from devstack.fakes import FakeProviders, FakeRequest, Reply
@@ -184,14 +184,14 @@ class _FakeSubscriptions:
         return (204, b"") if gone else (404, {"error": {"code": "ResourceNotFound"}})
 
     def get_user(self, request: FakeRequest) -> Reply:
-        user = request.match.group("user").lower()
+        user = unquote(request.match.group("user")).lower()
         answer = self.refused(request, "graph.user.get", user)
         if answer:
             return answer
         return 200, {"id": fake_user_id(user), "userPrincipalName": user}
 
     def delta(self, request: FakeRequest) -> Reply:
-        user = request.match.group("user").lower()
+        user = unquote(request.match.group("user")).lower()
         answer = self.refused(request, "graph.messages.delta", user)
         if answer:
             return answer
