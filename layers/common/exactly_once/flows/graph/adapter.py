@@ -25,6 +25,9 @@ CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
 _MAILBOX = re.compile(r"^/?users/([^/]+)/", re.IGNORECASE)
 _MAX_TOKEN = 1024
+#: Basic notifications are under 1 KB an item; the clientState that authenticates them is inside the body,
+#: so the body is refused by size before it is parsed (issue 16). GRAPH_MAX_BODY_BYTES changes it.
+MAX_BODY_BYTES = 256 * 1024
 
 
 def mailbox_of(item: dict[str, Any]) -> str | None:
@@ -46,6 +49,7 @@ class GraphAdapter(WebhookAdapter):
     provider = "graph"
     accepted_status = 202
     content_types = ("application/json", "text/plain", "")  # Graph sends application/json; tolerate none
+    max_body_bytes = MAX_BODY_BYTES
 
     def __init__(self, client_state: str | tuple[str, ...], dedup_window_seconds: int = 24 * 3600) -> None:
         states = (client_state,) if isinstance(client_state, str) else client_state
@@ -56,7 +60,9 @@ class GraphAdapter(WebhookAdapter):
     def from_env(cls) -> GraphAdapter:
         """``GRAPH_CLIENT_STATE``, and during a rotation ``GRAPH_CLIENT_STATE_PREVIOUS`` too (README, Graph setup)."""
         states = (get_secret("GRAPH_CLIENT_STATE"), get_secret("GRAPH_CLIENT_STATE_PREVIOUS", required=False))
-        return cls(states, env_int("GRAPH_DEDUP_WINDOW_SECONDS", 24 * 3600))
+        adapter = cls(states, env_int("GRAPH_DEDUP_WINDOW_SECONDS", 24 * 3600))
+        adapter.max_body_bytes = env_int("GRAPH_MAX_BODY_BYTES", MAX_BODY_BYTES)
+        return adapter
 
     def handshake(self, request: Request) -> dict[str, Any] | None:
         if "validationToken" not in request.query:
