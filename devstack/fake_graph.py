@@ -11,6 +11,11 @@ from devstack import fake_graph_subscriptions
 if TYPE_CHECKING:
     from devstack.fakes import FakeProviders, FakeRequest, Reply
 
+ACCESS_TOKEN = "fake-graph-token"  # noqa: S105 - the fake issues it; every API call must carry it
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+# Graph's default message properties leave internetMessageHeaders out: only $select returns them.
+_UNSELECTED = frozenset({"internetMessageHeaders"})
+
 
 def install(fakes: FakeProviders) -> None:
     messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -25,28 +30,36 @@ def install(fakes: FakeProviders) -> None:
 
     @fakes.route("POST", r"/graph/token")
     def token(request: FakeRequest) -> Reply:
-        fakes.record("graph.token", request.form().get("client_id", ""), request)
+        form = request.form()
+        client_id = form.get("client_id", "")
+        refusal = token_refusal(fakes, form)
+        if refusal:
+            status, error = refusal
+            return fakes.refuse("graph.token", client_id, request, status, error, {"error": error})
+        call = fakes.record("graph.token", client_id, request)
         if fakes.behave("graph.token"):
+            fakes.failed(call)
             return 401, {"error": "invalid_client"}
-        return 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": "fake-graph-token"}
+        return 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": ACCESS_TOKEN}
 
     @fakes.route("GET", r"/graph/v1\.0/users/(?P<user>[^/]+)/messages/(?P<mid>[^/]+)")
     def get_message(request: FakeRequest) -> Reply:
         # Graph decodes the path: the worker quotes every id (an address's '@' as %40).
         mid = unquote(request.match.group("mid"))
-        fakes.record("graph.get_message", mid, request)
-        if request.headers.get("authorization") != "Bearer fake-graph-token":
-            return 401, {"error": {"code": "InvalidAuthenticationToken"}}
-        throttled = fake_graph_subscriptions.throttle(fakes)
+        refused = unauthorized(fakes, request, "graph.get_message", mid)
+        if refused:
+            return refused
+        call = fakes.record("graph.get_message", mid, request)
+        throttled = fake_graph_subscriptions.throttle(fakes) or fakes.behave("graph.get_message")
         if throttled:
-            return throttled
-        failing = fakes.behave("graph.get_message")
-        if failing:
-            return failing.fail_status, {"error": {"code": "ServiceUnavailable"}}
+            fakes.failed(call)
+            if isinstance(throttled, tuple):
+                return throttled
+            return throttled.fail_status, {"error": {"code": "ServiceUnavailable"}}
         message = messages.get((unquote(request.match.group("user")).lower(), mid))
         if message is None:
             return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
-        return 200, message
+        return 200, selected(message, request.query.get("$select", [""])[0])
 
     fake_graph_subscriptions.install(fakes, messages)
 
@@ -74,3 +87,31 @@ def graph_message(
         "receivedDateTime": "2026-11-22T08:00:00Z",
         "internetMessageHeaders": headers,
     }
+
+
+def token_refusal(fakes: FakeProviders, form: dict[str, str]) -> tuple[int, str] | None:
+    """Why Entra ID would refuse a client-credentials token request (status, OAuth error), or None."""
+    if form.get("grant_type") != "client_credentials":
+        return 400, "unsupported_grant_type"
+    expected = (fakes.credentials.get("GRAPH_CLIENT_ID"), fakes.credentials.get("GRAPH_CLIENT_SECRET"))
+    if (form.get("client_id"), form.get("client_secret")) != expected:
+        return 401, "invalid_client"
+    if form.get("scope") != GRAPH_SCOPE:
+        return 400, "invalid_scope"
+    return None
+
+
+def unauthorized(fakes: FakeProviders, request: FakeRequest, kind: str, key: str) -> Reply | None:
+    """A 401 recorded as refused (never an effect) unless the call carries the issued bearer token."""
+    if request.headers.get("authorization") == f"Bearer {ACCESS_TOKEN}":
+        return None
+    body = {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty or invalid."}}
+    return fakes.refuse(kind, key, request, 401, "bearer token", body)
+
+
+def selected(resource: dict[str, Any], select: str) -> dict[str, Any]:
+    """What Graph answers for ``$select``: the fields named and ``id`` (always); without one, the defaults."""
+    if not select:
+        return {k: v for k, v in resource.items() if k not in _UNSELECTED}
+    fields = {f.strip() for f in select.split(",")} | {"id"}
+    return {k: v for k, v in resource.items() if k in fields}

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 MAX_MINUTES = 10080  # Outlook message subscriptions (PROVIDER-FACTS 1)
 _API = r"/graph/v1\.0"
-_AUTH = "Bearer fake-graph-token"
 
 
 def install(fakes: FakeProviders, messages: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -70,15 +69,21 @@ class _FakeSubscriptions:
         return {"settings": dict(self.settings)}
 
     def refused(self, request: FakeRequest, kind: str, key: str) -> Reply | None:
-        """Record the call; the answer when it must fail (no token, throttled, a failure asked for)."""
-        self.fakes.record(kind, key, request)
-        if request.headers.get("authorization") != _AUTH:
-            return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}}
+        """The answer when the call must fail, else None. Without the bearer token it is refused (recorded
+        as refused, never an effect); throttled or failed by a behaviour it is an attempt that failed."""
+        from devstack.fake_graph import unauthorized
+
+        denied = unauthorized(self.fakes, request, kind, key)
+        if denied:
+            return denied
+        call = self.fakes.record(kind, key, request)
         throttled = throttle(self.fakes)
         if throttled:
+            self.fakes.failed(call)
             return throttled
         failing = self.fakes.behave(kind)
         if failing:
+            self.fakes.failed(call)
             return failing.fail_status, {"error": {"code": "Forbidden", "message": f"{kind} refused"}}
         return None
 
@@ -188,7 +193,10 @@ class _FakeSubscriptions:
         answer = self.refused(request, "graph.user.get", user)
         if answer:
             return answer
-        return 200, {"id": fake_user_id(user), "userPrincipalName": user}
+        from devstack.fake_graph import selected
+
+        found = {"id": fake_user_id(user), "userPrincipalName": user, "mail": user}
+        return 200, selected(found, request.query.get("$select", [""])[0])
 
     def delta(self, request: FakeRequest) -> Reply:
         user = unquote(request.match.group("user")).lower()
@@ -200,9 +208,13 @@ class _FakeSubscriptions:
             mine = [(mid, m) for (u, mid), m in self.messages.items() if user in (u, fake_user_id(u))]
         if "$skiptoken" in args:
             state = _decode(args["$skiptoken"])
+        elif "$deltatoken" in args:  # a delta link keeps the round's $select, as Graph's do
+            last = _decode(args["$deltatoken"])
+            floor = int(last["ceiling"])
+            state = {"floor": floor, "cursor": floor, "ceiling": len(mine), "since": "", "select": last["select"]}
         else:
-            floor = int(args["$deltatoken"]) if "$deltatoken" in args else 0
-            state = {"floor": floor, "cursor": floor, "ceiling": len(mine), "since": _since(args.get("$filter"))}
+            since, select = _since(args.get("$filter")), args.get("$select", "")
+            state = {"floor": 0, "cursor": 0, "ceiling": len(mine), "since": since, "select": select}
         size = _page_size(request.headers.get("prefer", ""))
         window = [
             (seq, m)
@@ -213,12 +225,15 @@ class _FakeSubscriptions:
         # Graph's links are absolute; the fake's are relative to the API root (it sits behind the local
         # gateway's /fake prefix and cannot know its own public URL). The client takes both.
         base = request.path.removeprefix("/graph/v1.0")
-        body: dict[str, Any] = {"value": [m for _, m in page]}
+        from devstack.fake_graph import selected
+
+        body: dict[str, Any] = {"value": [selected(m, state["select"]) for _, m in page]}
         if len(window) > size:
             token = _encode({**state, "cursor": page[-1][0]})
             body["@odata.nextLink"] = f"{base}?{urlencode({'$skiptoken': token})}"
         else:
-            body["@odata.deltaLink"] = f"{base}?{urlencode({'$deltatoken': str(state['ceiling'])})}"
+            token = _encode({"ceiling": state["ceiling"], "select": state["select"]})
+            body["@odata.deltaLink"] = f"{base}?{urlencode({'$deltatoken': token})}"
         return 200, body
 
 

@@ -98,6 +98,8 @@ DEFAULT_CREDENTIALS = {
     "LLM_API_KEY": "sk-test-llm",
     "WHATSAPP_ACCESS_TOKEN": "whatsapp-access-token-test",
     "UNIPILE_API_KEY": "unipile-api-key-test",
+    "GRAPH_CLIENT_ID": "test-client-id",
+    "GRAPH_CLIENT_SECRET": "test-client-secret",
 }
 
 
