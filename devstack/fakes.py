@@ -19,6 +19,7 @@ behaviour) and ``refused``. The expected credentials are ``credentials`` (the te
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -88,6 +89,24 @@ class Behaviour:
     fail_status: int = 500
     hang: float = 0.0  # sleep this long before answering (past the client's timeout)
     hang_times: int = 0
+    # Chaos storms (tests/chaos/): each call fails (fail_status) with probability fail_rate, or else hangs
+    # (``hang`` seconds, the effect applied) with probability hang_rate, drawn from a hash of (seed, call n).
+    fail_rate: float = 0.0
+    hang_rate: float = 0.0
+    seed: int = 0
+    drawn: int = 0
+    injected: dict[str, int] = field(default_factory=dict)
+
+    def draw(self) -> tuple[bool, bool]:
+        """(fail, hang) for the next call under the seeded rates; each injected fault counted by kind."""
+        digest = hashlib.blake2b(f"{self.seed}:{self.drawn}".encode(), digest_size=8).digest()
+        self.drawn += 1
+        roll = int.from_bytes(digest[:6]) / 2**48
+        fail, hang = roll < self.fail_rate, self.fail_rate <= roll < self.fail_rate + self.hang_rate
+        for kind, hit in ((str(self.fail_status), fail), ("hang", hang)):
+            if hit:
+                self.injected[kind] = self.injected.get(kind, 0) + 1
+        return fail, hang
 
 
 Reply = tuple[int, Any] | tuple[int, Any, dict[str, str]]
@@ -161,6 +180,9 @@ class FakeProviders:
             failing = b.fail_times > 0
             if failing:
                 b.fail_times -= 1
+            if b.fail_rate or b.hang_rate:
+                fail, hung = b.draw()
+                failing, hang = failing or fail, hang or (b.hang if hung else 0.0)
         if b.delay:
             time.sleep(b.delay)
         if hang:

@@ -36,6 +36,7 @@ KINDS = {
     "hostile": "hostile and broken input to the real handler",
     "property": "property-based (hypothesis) on parsers and keys",
     "signer": "signed by the provider's own SDK, checked by our verifier",
+    "chaos": "duplicates and seeded faults at every dependency at once (tests/chaos), then recovery",
     "coverage": "the crash table against the code",
     "report": "the Guarantees table itself",
     "scan": "scanner",

@@ -1,0 +1,33 @@
+"""Chaos storms (short, fixed seed): per flow, unique events x copies from spawned processes through the real
+handlers, with throttles, 500s and lost answers at DynamoDB and SQS, terminated and locked Postgres sessions,
+failing and hanging provider fakes and SIGKILLs at random moments, all at once; then the recovery; then
+exactly one effect per event, none without one, no send twice (``tests/chaos/``; the long run: ``make chaos``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chaos import invariants, storm
+from tests.chaos.flows import FLOWS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=[f.name for f in FLOWS])
+def test_chaos_storm_every_event_has_exactly_one_effect(stack, db, database_url, proof, tmp_path, monkeypatch, flow):
+    monkeypatch.setenv("SEND_RELAY_GRACE_SECONDS", "0")
+    settings = storm.Settings.from_env()
+    outcome = storm.run(stack, db, database_url, flow, settings, tmp_path)
+    eids = [f"chaos-{flow.name}-{settings.seed}-{i}" for i in range(settings.events)]
+    invariants.check(stack, db, flow, eids, outcome)
+    print(outcome.summary())
+    proof.record(
+        kind="chaos",
+        flow=flow.name,
+        name=f"{settings.events} events x {settings.copies} copies, faults at {settings.rate:.0%} (seed "
+        f"{settings.seed}), {settings.processes} processes x {settings.threads} threads",
+        cases=outcome.deliveries,
+        processes=settings.processes + 1,
+        crashes=outcome.kills,
+        held=outcome.summary().partition(": ")[2],
+    )
