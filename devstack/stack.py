@@ -219,6 +219,10 @@ class LocalStack:
             resolved = self.aws.function_env(function, template_params)
             # Locally IMAP passwords (IMAP_PASSWORD_*) come from env.local.json, not from a secret.
             resolved.pop("IMAP_SECRET_ARN", None)
+            # Locally the WhatsApp number answers with the echo bot, by name (a deployed stack whose
+            # WhatsAppResponder is empty answers nobody: issue 16). A bot the user put here stays.
+            if "WHATSAPP_RESPONDER" in resolved and not resolved["WHATSAPP_RESPONDER"]:
+                resolved["WHATSAPP_RESPONDER"] = "exactly_once.flows.whatsapp.responders:EchoResponder"  # its ECHO
             wanted[function] = {k: v for k, v in resolved.items() if k not in parameters}
         data = env_local.merge(self.config.env_file, wanted, self.config.state_dir / "env.generated.json")
         merged: dict[str, str] = {}

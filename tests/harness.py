@@ -19,6 +19,7 @@ from devstack.lambda_runtime import (
     load_handler,
 )
 from devstack.poller import QueuePoller
+from exactly_once.flows.whatsapp.responders import ECHO
 
 TEST_SECRETS = {
     "GRAPH_CLIENT_STATE": "test-client-state-0123456789",
@@ -78,6 +79,7 @@ def stack_env(aws: LocalAws, fakes: FakeProviders, database_url: str) -> dict[st
             "POWERTOOLS_METRICS_NAMESPACE": "ExactlyOnce",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # the dovecot on loopback speaks plain IMAP
+            "WHATSAPP_RESPONDER": ECHO,  # the echo bot, by name: a deployed stack without one answers nobody
             # Tests send many messages per account at once; the pacing tests set LinkedIn's rules themselves.
             "SEND_PACING": json.dumps({"unipile": UNPACED, "whatsapp": UNPACED}),
         }

@@ -169,6 +169,18 @@ def test_interactive_reply_text_is_read_but_the_default_bot_answers_text_only(st
     assert replies(db) == []
 
 
+def test_without_a_configured_responder_a_message_is_stored_and_nobody_is_answered(stack, db, monkeypatch):
+    # GIVEN a stack deployed with the WhatsAppResponder parameter left empty (the tests configure the echo bot)
+    monkeypatch.setenv("WHATSAPP_RESPONDER", "")
+    # WHEN a stranger writes to the number
+    post(stack, one_text("wamid.S1", "test"))
+    stack.drain()
+    stack.drain("SendWorkerFunction", "SendQueue")
+    # THEN the message is kept, and no reply is queued or sent (issue 16)
+    assert db.execute("SELECT wamid FROM whatsapp_messages").fetchall() == [("wamid.S1",)]
+    assert replies(db) == [] and stack.fakes.count("whatsapp.send") == 0
+
+
 def test_a_pluggable_responder_answers_instead_of_the_default(stack, db, monkeypatch):
     monkeypatch.setenv("WHATSAPP_RESPONDER", "tests.whatsapp_bots:ShoutingBot")
     post(stack, one_text("wamid.P1", "hi there"))

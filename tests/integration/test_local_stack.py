@@ -118,6 +118,9 @@ def test_env_local_json_is_in_sam_format_with_every_function(stack):
         int(stack.url.rsplit(":", 1)[1]) + 1
     )
     assert len(data["Parameters"]["GRAPH_CLIENT_STATE"]) >= 24  # a generated secret, not a placeholder
+    assert len(data["Parameters"]["API_TOKEN"]) >= 32  # the authorizer refuses to start with less
+    # the local number answers with the echo bot, named (a deployed stack without WhatsAppResponder answers nobody)
+    assert data["EventWorkerFunction"]["WHATSAPP_RESPONDER"] == "exactly_once.flows.whatsapp.responders:EchoResponder"
 
 
 def test_graph_handshake_round_trips_through_the_gateway(stack):

@@ -2,8 +2,9 @@
 
 A responder is any object with ``reply(message) -> str | None``. ``WHATSAPP_RESPONDER``
 (``"package.module:attr"``) names one: ``attr`` may be such an object, a class or a
-factory taking no arguments. The default answers like the seed's test bot
-("test" -> "test is working"). It is called at most once per stored message in the
+factory taking no arguments. Without one, nobody is answered: the seed's test bot
+("test" -> "test is working", ``ECHO``) answered anyone who wrote to a production number
+(issue 16), so the local stack and the tests name it explicitly. It is called at most once per stored message in the
 normal path; under a true race two workers may both ask it, and only one answer is sent.
 """
 
@@ -23,6 +24,17 @@ class Responder(Protocol):
         """The text to send back, or None for no reply."""
 
 
+#: The seed's echo bot, as ``WHATSAPP_RESPONDER`` names it (the local stack and the tests set it).
+ECHO = "exactly_once.flows.whatsapp.responders:EchoResponder"
+
+
+class SilentResponder:
+    """No responder configured: every message is stored, none is answered."""
+
+    def reply(self, message: InboundMessage) -> str | None:
+        return None
+
+
 class EchoResponder:
     """The seed's test bot: a text message gets "<text> is working"; other types get no reply."""
 
@@ -33,10 +45,10 @@ class EchoResponder:
 
 
 def load_responder(spec: str | None = None) -> Responder:
-    """The responder named by ``spec`` (default: ``WHATSAPP_RESPONDER``), else EchoResponder."""
+    """The responder named by ``spec`` (default: ``WHATSAPP_RESPONDER``), else one that never replies."""
     spec = spec if spec is not None else os.environ.get("WHATSAPP_RESPONDER", "")
-    if not spec:
-        return EchoResponder()
+    if not spec.strip():
+        return SilentResponder()
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigurationError(f"WHATSAPP_RESPONDER must be 'module:attr', got {spec!r}")
