@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from exactly_once.core.errors import ExactlyOnceError
+from exactly_once.core.errors import PermanentEventError
 
 _DOT_SEGMENTS = frozenset({"", ".", ".."})
 
 
-class UnsafePathSegmentError(ExactlyOnceError):
-    """An id that cannot stand as one URL path segment ('', '.', '..')."""
+class UnsafePathSegmentError(PermanentEventError):
+    """An id that cannot stand as one URL path segment ('', '.', '..'); retrying cannot fix it (quarantine)."""
 
 
 def is_segment(value: str) -> bool:

@@ -7,10 +7,10 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from exactly_once.core.errors import PermanentEventError, ProviderCallError
 from exactly_once.core.outbound_http import HttpClient, HttpResult
+from exactly_once.core.provider_paths import segment
 from exactly_once.core.secrets import get_secret
 
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
@@ -123,7 +123,7 @@ class GraphClient:
         return cls(base, tokens, http)
 
     def get_message(self, user_id: str, message_id: str) -> MailMessage:
-        path = f"/users/{quote(user_id, safe='')}/messages/{quote(message_id, safe='')}?$select={MESSAGE_FIELDS}"
+        path = f"/users/{segment(user_id)}/messages/{segment(message_id)}?$select={MESSAGE_FIELDS}"
         mailbox = user_id.lower()
         wait = self._throttled_until.get(mailbox, 0.0) - time.monotonic()
         if wait > 0:

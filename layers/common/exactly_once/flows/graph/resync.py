@@ -28,6 +28,7 @@ from exactly_once.core import aws, db
 from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ProviderCallError, ProviderTimeoutError, QueueUnavailableError
 from exactly_once.core.fifo import EventQueue
+from exactly_once.core.provider_paths import segment
 from exactly_once.core.queries import q
 from exactly_once.core.settings import env_int
 from exactly_once.core.telemetry import Metric, counters, logger
@@ -119,7 +120,7 @@ class Resync:
     def _first_link(self, mailbox: str, folder: str, now: dt.datetime) -> str:
         since = (now - dt.timedelta(days=self.first_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
         query = urlencode({"$select": MESSAGE_FIELDS, "$filter": f"receivedDateTime ge {since}"}, quote_via=quote)
-        return f"/users/{quote(mailbox, safe='@')}/mailFolders/{quote(folder, safe='')}/messages/delta?{query}"
+        return f"/users/{segment(mailbox, safe='@')}/mailFolders/{segment(folder)}/messages/delta?{query}"
 
     def _page(self, link: str) -> dict[str, Any]:
         prefer = f"{IMMUTABLE_IDS}, odata.maxpagesize={self.page_size}"
