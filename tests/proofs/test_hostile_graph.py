@@ -215,6 +215,9 @@ def corpus() -> list[Case]:
         Case("item nested 500 deep", _with("q13", extra=_nested(500)), 400, headers=JSON),
         Case("item nested 60 deep", _with("q13b", extra=_nested(60)), 202, headers=JSON, queued=1),
         Case("message id emoji", _with("q14", resourceData__id="\U0001f4e7-q14"), 202, headers=JSON, queued=1),
+        # '..' would make /users/u/messages/.. (= /users/u): refused before any fetch, quarantined, never in the DLQ
+        Case("message id '..'", _with("q14dots", resourceData__id=".."), 202, headers=JSON, queued=1),
+        Case("message id '.'", _with("q14dot", resourceData__id="."), 202, headers=JSON, queued=1),
         Case(
             "message id lone surrogate (escaped)",
             _with("q15").replace(b'"id": "q15"', b'"id": "q15\\ud800"'),
