@@ -12,7 +12,7 @@ PORT ?= 3000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint typecheck validate scan lock layer-lock rds-ca guarantees build migrate run demo bench clean
+.PHONY: help install test test-fast lint typecheck validate scan lock layer-lock rds-ca guarantees chaos build migrate run demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -89,6 +89,13 @@ lock: install ## pin the dependency closure of requirements-dev.txt into require
 
 guarantees: install ## run the proofs (crash, storms, hostile input, signers) and refresh README's Guarantees table
 	$(PY) -m pytest -n 2 --dist loadfile tests/proofs; status=$$?; $(PY) -m tests.proofs.report || status=1; exit $$status
+
+chaos: install ## chaos storms per flow (CHAOS_LONG=1: the long run; CHAOS_SEED, CHAOS_RATE replay or vary it)
+	@# Results go to a directory of their own: the Guarantees table keeps describing the last `make test`.
+	dir=$$(mktemp -d); EO_PROOF_RESULTS=$$dir CHAOS_LONG=$(CHAOS_LONG) $(PY) -m pytest -p no:cacheprovider -q -n 2 \
+		tests/proofs/test_chaos_storms.py; status=$$?; $(PY) -c 'import glob, json, sys; \
+		[print(r["flow"], "|", r["name"], "|", r["held"]) for f in sorted(glob.glob(sys.argv[1] + "/test_chaos*.json")) \
+		for r in json.load(open(f))["rows"]]' $$dir; exit $$status
 
 build: $(SAM_VENV)/.installed ## sam build (arm64 layer with python3.12)
 	@test -n "$(PY312_BIN)" || { echo "python3.12 not found: sam build needs the Lambda runtime's Python"; exit 1; }

@@ -38,6 +38,7 @@ from tests.proofs.crash_support import after_invocation_deadline, redrive
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 HOST = "http://127.0.0.1:3000"
+LEASE_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
         "DB_LOCK_TIMEOUT_MS": "200",
         "DB_STATEMENT_TIMEOUT_MS": "3000",
         "SEND_PROVIDER_TIMEOUT_SECONDS": "1",
+        "SEND_LEASE_SECONDS": str(LEASE_SECONDS),  # a killed send worker's claim lapses in real (Postgres) time
         "GRAPH_TIMEOUT": "1",
         "LLM_TIMEOUT": "1",
         "CHAOS_PATH": flow.path,
@@ -306,10 +308,14 @@ def _recover(
     assert got_2xx == set(deliveries), f"never accepted after the faults stopped: {set(deliveries) - got_2xx}"
     for _ in range(4):
         redrive(stack)
-        reap()
+        reap()  # leases lapsed -> unknown; unknown -> reconciled (sent, pending or review); outbox swept
         redrive(stack, "SendWorkerFunction", "SendQueue")
-        if not stack.queue_depth("EventsQueue") and not stack.queue_depth("SendQueue"):
+        open_sends = db.execute(
+            "SELECT count(*) FROM send_queue WHERE status NOT IN ('sent', 'review', 'failed')"
+        ).fetchone()[0]
+        if not open_sends and not stack.queue_depth("EventsQueue") and not stack.queue_depth("SendQueue"):
             break
+        time.sleep(LEASE_SECONDS + 0.2)  # leases are Postgres time: let a dead worker's lapse
     if flow.provider:
         row = db.execute(
             "SELECT coalesce(sum(deliveries) - count(*), 0) FROM event_log WHERE provider = %s", (flow.provider,)
