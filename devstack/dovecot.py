@@ -175,7 +175,10 @@ service stats {{
         ]
         if message_id is not None:
             lines.append(f"Message-ID: {message_id}")
-        raw = "\r\n".join([*lines, "", body, ""]).encode()
+        self.add_raw_mail(username, "\r\n".join([*lines, "", body, ""]).encode(), received)
+
+    def add_raw_mail(self, username: str, raw: bytes, received: float | None = None) -> None:
+        """Deliver a whole RFC 5322 message (MIME parts, attachments) as it is."""
         uid, gid, _ = self._ids()
         maildir = self.root / "mail" / username / "Maildir"
         name = f"{int(time.time())}.{uuid.uuid4().hex}.eo-test"

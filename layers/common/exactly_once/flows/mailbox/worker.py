@@ -3,10 +3,11 @@
 1. Claim: ``queued -> running`` with a fresh claim token and a lease longer than the
    function's timeout, so a live worker is never taken over (one IMAP connection per user).
    A running job whose lease ran out (its worker crashed) may be taken over by the retry.
-2. Read: one IMAP connection (``mailbox_imap.fetch_since``), closed before any effect.
-3. Process: per mail, one transaction: the fence (our token, FOR SHARE) and
-   ``processed_mails`` INSERT .. ON CONFLICT DO NOTHING; only a new row records the effect
-   (an ``event_log`` row, provider ``mailbox``). A retried job skips what it already did.
+2. Read: one IMAP connection (``imap.fetch_since``), closed before any effect: the headers of the
+   mails since the last check, the whole message of those not processed yet.
+3. Process (``mails.process_mails``): per mail, one fenced transaction in which ``processed_mails``,
+   the configured processor's effect (``MAILBOX_PROCESSOR``) and the ``event_log`` row commit together;
+   a processor error is counted per mail and retried by the next jobs, then quarantined.
 4. Finish: fenced on the token; ``last_check_time`` moves forward only (GREATEST).
 """
 
@@ -24,17 +25,17 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from exactly_once.core import db, store
 from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ConfigurationError
-from exactly_once.core.events import InboundEvent
 from exactly_once.core.queries import q
 from exactly_once.core.secrets import imap_password
 from exactly_once.core.settings import env_flag, env_int
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
-from exactly_once.flows.mailbox.imap import ImapAccount, ImapReadError, Mail, fetch_since
+from exactly_once.flows.mailbox import mails as mailbox_mails
+from exactly_once.flows.mailbox.imap import ImapAccount, ImapReadError, fetch_since
 from exactly_once.flows.mailbox.jobs import PROVIDER, queue_ttl_seconds
+from exactly_once.flows.mailbox.mails import ClaimLostError
+from exactly_once.flows.mailbox.processors import MailProcessor, RecordOnly, load_processor
 
-
-class ClaimLostError(Exception):
-    """Our claim was expired or taken over: stop, write nothing more."""
+__all__ = ["ClaimLostError", "JobRetryError", "MailboxJobWorker", "run_job"]
 
 
 class JobRetryError(Exception):
@@ -50,8 +51,11 @@ def lease_seconds() -> int:
     return job_timeout_seconds() + env_int("MAILBOX_LEASE_GRACE_SECONDS", 60)
 
 
-def run_job(conn: psycopg.Connection[Any], job_id: str) -> str:
-    """Run one job to an outcome: succeeded, busy, already_<status>, unknown_job, failed, claim_lost."""
+def run_job(conn: psycopg.Connection[Any], job_id: str, processor: MailProcessor | None = None) -> str:
+    """Run one job to an outcome: succeeded, busy, already_<status>, unknown_job, failed, claim_lost.
+
+    ``processor`` does each new mail's work (default: ``RecordOnly``, the mail is recorded only).
+    """
     token = uuid.uuid4()
     with conn.transaction():
         claimed = conn.execute(q("mailbox_job_claim"), {"job_id": job_id, "token": token, "lease": lease_seconds()})
@@ -76,9 +80,16 @@ def run_job(conn: psycopg.Connection[Any], job_id: str) -> str:
             timeout=float(env_int("MAILBOX_IMAP_TIMEOUT_SECONDS", 30)),
             allow_plaintext=env_flag("MAILBOX_ALLOW_PLAINTEXT_IMAP"),
         )
-        mails = fetch_since(account, config[7], first_lookback_days=env_int("MAILBOX_FIRST_LOOKBACK_DAYS", 7))
+        mails = fetch_since(
+            account,
+            config[7],
+            first_lookback_days=env_int("MAILBOX_FIRST_LOOKBACK_DAYS", 7),
+            known=lambda ids: mailbox_mails.known(conn, user_id, list(ids)),
+        )
         crashpoint("mailbox.after_fetch")
-        processed = _process(conn, job_id, token, user_id, mails)
+        todo = mails + mailbox_mails.retrying(conn, user_id, mails)
+        tally = mailbox_mails.process_mails(conn, job_id, token, user_id, todo, processor or RecordOnly())
+        processed = tally.processed
         crashpoint("mailbox.before_finish")
         with conn.transaction():
             done = conn.execute(
@@ -103,47 +114,16 @@ def run_job(conn: psycopg.Connection[Any], job_id: str) -> str:
         # The user's configuration is refused (plaintext IMAP, a secret name outside the allowed prefix):
         # a retry would fail the same way, so the job fails now with the reason.
         return _release(conn, job_id, token, str(exc), max_attempts=0)
-    logger.info("mailbox job succeeded", extra={"mails_seen": len(mails), "mails_processed": processed})
+    logger.info(
+        "mailbox job succeeded",
+        extra={
+            "mails_seen": len(mails),
+            "mails_processed": processed,
+            "mails_failed": tally.failed,
+            "mails_quarantined": tally.quarantined,
+        },
+    )
     return "succeeded"
-
-
-def _process(conn: psycopg.Connection[Any], job_id: str, token: uuid.UUID, user_id: str, mails: list[Mail]) -> int:
-    processed = 0
-    for mail in mails:
-        with conn.transaction():
-            if conn.execute(q("mailbox_job_fence"), {"job_id": job_id, "token": token}).fetchone() is None:
-                raise ClaimLostError(job_id)
-            inserted = conn.execute(
-                q("processed_mail_insert"),
-                {
-                    "user_id": user_id,
-                    "message_id": mail.message_id,
-                    "job_id": job_id,
-                    "subject": mail.subject,
-                    "sender": mail.sender,
-                    "received_at": mail.received_at,
-                },
-            ).fetchone()
-            if inserted is None:
-                counters.incr(PROVIDER, Metric.DUP_DATABASE)
-                continue
-            # The effect of processing a mail: one event_log row (its deliveries count shows any repeat).
-            store.record_event(
-                conn,
-                InboundEvent(
-                    provider=PROVIDER,
-                    key=f"{user_id}:{mail.message_id}",
-                    group=user_id,
-                    kind="mail",
-                    payload={"job_id": job_id, "subject": mail.subject, "sender": mail.sender},
-                ),
-                "processed",
-                inserted[0],
-            )
-        processed += 1
-        counters.incr(PROVIDER, Metric.EFFECTS)
-        crashpoint("mailbox.after_mail")
-    return processed
 
 
 def _not_claimed(conn: psycopg.Connection[Any], job_id: str) -> str:
@@ -183,7 +163,13 @@ def _release(
 
 
 class MailboxJobWorker:
-    """JobsQueue batches (SQS FIFO, group = user) with partial batch failures."""
+    """JobsQueue batches (SQS FIFO, group = user) with partial batch failures.
+
+    The mail processor is loaded once, here (``MAILBOX_PROCESSOR``): a wrong name stops the function at start.
+    """
+
+    def __init__(self, processor: MailProcessor | None = None) -> None:
+        self.processor = processor if processor is not None else load_processor()
 
     @flushes_metrics
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -204,7 +190,7 @@ class MailboxJobWorker:
         logger.set_correlation_id(job_id)
         try:
             try:
-                outcome = run_job(db.connection(), job_id)
+                outcome = run_job(db.connection(), job_id, self.processor)
             except psycopg.OperationalError:
                 db.reset()  # a broken connection: the retry opens a new one
                 raise
