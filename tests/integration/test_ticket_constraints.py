@@ -21,6 +21,18 @@ def event(key: str) -> InboundEvent:
     return InboundEvent("graph", key, "graph:mailbox:u", "created", {"resource": "Users/u/Messages/m"})
 
 
+def _waits_on_a_lock(database_url: str, pid: int, timeout: float = 20.0) -> bool:
+    """Poll pg_stat_activity until backend ``pid`` waits on a lock (a sleep would guess, on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(database_url, autocommit=True) as watcher:  # autocommit: a fresh stats snapshot each time
+        while time.monotonic() < deadline:
+            row = watcher.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            if row and row[0] == "Lock":
+                return True
+            time.sleep(0.02)
+    return False
+
+
 @pytest.fixture
 def conn(db, database_url):
     with psycopg.connect(database_url, autocommit=True) as c:
@@ -35,7 +47,7 @@ def test_a_writer_outside_the_lock_makes_the_insert_conflict_and_it_is_recovered
     worker = threading.Thread(target=lambda: result.update(r=apply_mail(conn, mail("<race@x>"), event("k1"), "u")))
     # WHEN the worker's statement runs (its check cannot see the uncommitted row, its INSERT waits on it)
     worker.start()
-    time.sleep(0.5)
+    assert _waits_on_a_lock(database_url, conn.info.backend_pid), "the worker's INSERT never waited on the row"
     other.commit()
     other.close()
     worker.join(10)

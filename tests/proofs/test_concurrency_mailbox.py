@@ -33,6 +33,7 @@ def _start_in_one_slot(lead: float = 4.0) -> float:
 
 TRIGGERS = 100
 TRIGGER_PROCESSES = 4
+WORKERS = 4  # worker processes receiving the same job
 
 
 def test_a_tick_and_a_hundred_triggers_from_four_processes_make_one_job_and_the_rest_conflict_naming_it(
@@ -63,16 +64,17 @@ def test_a_tick_and_a_hundred_triggers_from_four_processes_make_one_job_and_the_
         assert body["job_status"]["job_id"] == the_job
         assert body["job_status"]["has_scheduled_job"] or body["job_status"]["has_queued_job"]
         assert body["job_status"]["has_running_job"] is False
-    assert stack.queue_depth("JobsQueue") == 1
+    queued = stack.queue_depth("JobsQueue")
+    assert queued == 1
     made_by = "the tick" if tick_result["enqueued"] else "a trigger (202)"
     proof.record(
         kind="concurrency",
         flow="mailbox",
         name=f"a scheduler tick + {TRIGGERS} manual triggers for one user at once from {TRIGGER_PROCESSES} processes",
-        cases=TRIGGERS + 1,
+        cases=len(answers) + 1,
         held=(
             f"{len(rows)} job, made by {made_by}; {len(accepted)} x 202, {len(conflicts)} x 409 naming it; "
-            f"{stack.queue_depth('JobsQueue')} message on JobsQueue"
+            f"{queued} message on JobsQueue"
         ),
     )
 
@@ -85,20 +87,23 @@ def test_one_job_delivered_to_four_workers_at_once_opens_one_imap_connection(sta
     body = json.dumps({"job_id": job_id, "user_id": "alice"})
     start = time.time() + 4
     # WHEN four worker processes receive the same job at once (a duplicate delivery)
-    results = run_counted(work_child, [({**stack.env, **user.env}, body, start)] * 4, processes=4)
+    results = run_counted(work_child, [({**stack.env, **user.env}, body, start)] * WORKERS, processes=WORKERS)
     # THEN none failed, one ran the job and the others stood back
     assert all(r == {"batchItemFailures": []} for r in results)
-    assert jobs(db, "alice") == [(job_id, "succeeded", "trigger", 1, 5)]
+    ran = jobs(db, "alice")
+    assert ran == [(job_id, "succeeded", "trigger", 1, 5)]
     # AND dovecot saw one login for the user, never two connections at once
     assert user.logins == 1
     assert user.max_connections_at_once == 1
-    assert db.execute("SELECT count(*), max(deliveries) FROM event_log").fetchone() == (5, 1)
+    mails, most = db.execute("SELECT count(*), max(deliveries) FROM event_log").fetchone()
+    assert (mails, most) == (5, 1)
     proof.record(
         kind="concurrency",
         flow="mailbox",
-        name="one job delivered to 4 workers at once",
-        cases=4,
-        held=f"1 job run, {user.logins} IMAP login, {user.max_connections_at_once} connection at once, 5 mails once",
+        name=f"one job delivered to {len(results)} workers at once",
+        cases=len(results),
+        held=f"{len(ran)} job run, {user.logins} IMAP login, {user.max_connections_at_once} connection at once, "
+        f"{mails} mails {'once' if most == 1 else f'up to {most} times'}",
     )
 
 

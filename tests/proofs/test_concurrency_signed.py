@@ -122,18 +122,20 @@ def test_hundred_identical_signed_deliveries_from_four_processes_make_one_effect
     storm = http_storm(stack.env, flow.function, ("POST", f"http://127.0.0.1:3000{flow.path}", raw, headers))
     assert storm.statuses == [200] * COPIES  # each delivery's final answer (a 503 in_progress is retried)
     assert storm.in_flight >= 2
-    assert stack.queue_depth("EventsQueue") == 1
+    queued = stack.queue_depth("EventsQueue")
+    assert queued == 1
     _settle(stack)
-    assert _effects(db, flow, eid) == 1
-    replies = stack.fakes.count("whatsapp.send")
-    assert replies == (1 if flow.provider == "whatsapp" else 0)
+    effects = _effects(db, flow, eid)
+    assert effects == 1
+    replies = stack.fakes.delivered("whatsapp.send")
+    assert replies == stack.fakes.count("whatsapp.send") == (1 if flow.provider == "whatsapp" else 0)
     proof.record(
         kind="concurrency",
         flow=flow.provider,
         name=f"{COPIES} identical signed deliveries at once, {PROCESSES} processes x {THREADS} threads",
         cases=COPIES,
-        held=f"{storm.statuses.count(200)} x 200, 1 queued, 1 effect"
-        + (", 1 reply at the fake WhatsApp" if replies else "")
+        held=f"{storm.statuses.count(200)} x 200, {queued} queued, {effects} effect"
+        + (f", {replies} reply at the fake WhatsApp" if replies else "")
         + f"; {storm.in_flight} in flight at once, {storm.retried} x 503 in_progress retried",
     )
 
@@ -155,12 +157,13 @@ def test_redeliveries_spread_over_and_past_the_window_make_one_effect(stack, db,
     # ingest stops every re-delivery inside the window; the one past it gets through and Postgres stops it
     assert accepted == [1, 0, 0, 0, 0, 1]
     assert _effects(db, flow, eid) == 1
-    assert stack.fakes.count("whatsapp.send") == (1 if flow.provider == "whatsapp" else 0)
+    replies = stack.fakes.delivered("whatsapp.send")
+    assert replies == stack.fakes.count("whatsapp.send") == (1 if flow.provider == "whatsapp" else 0)
     proof.record(
         kind="window",
         flow=flow.provider,
         name=f"re-deliveries over {(flow.window + 3600) / DAY:.1f} days (simulated clock)",
-        cases=len(fractions),
+        cases=len(accepted),
         held=f"{accepted[1:-1].count(0)} stopped at ingest, {accepted[-1]} past the window stopped by Postgres, "
-        f"{_effects(db, flow, eid)} effect",
+        f"{_effects(db, flow, eid)} effect" + (f", {replies} reply at the fake WhatsApp" if replies else ""),
     )

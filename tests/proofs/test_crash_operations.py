@@ -39,13 +39,17 @@ SCENARIOS: dict[str, Callable[[Any, Any], None]] = {
 @pytest.mark.parametrize("boundary", sorted(SCENARIOS))
 def test_sigkill_during_a_replay_then_recovery_makes_one_effect(stack, db, proof, boundary):
     SCENARIOS[boundary](stack, db)
-    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
-    assert [r[0] for r in db.execute("SELECT outcome FROM replay_log ORDER BY id")] == [None, "ticket"]
+    tickets = db.execute("SELECT count(*) FROM tickets").fetchone()[0]
+    assert tickets == 1
+    replays = [r[0] for r in db.execute("SELECT outcome FROM replay_log ORDER BY id")]
+    assert replays == [None, "ticket"]
+    quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
     assert stack.queue_depth("EventsQueue") == 0 and dlq_depth(stack) == 0
     proof.record(
         kind="crash",
         flow="operations",
         name=boundary,
         cases=1,
-        held="1 quarantined mail, replay killed after marking -> --force replay -> 1 ticket, lineage kept",
+        held=f"{quarantined} quarantined mail, replay killed after marking -> --force replay -> {tickets} ticket, "
+        f"lineage kept ({len(replays)} replay_log rows)",
     )

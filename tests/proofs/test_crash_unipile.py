@@ -88,13 +88,17 @@ def test_sigkill_at_boundary_then_recovery_records_each_message_once(stack, db, 
     SCENARIOS[boundary](stack, db)
     # THEN each message has exactly one row, with its direction; nothing is lost, quarantined or parked
     rows = db.execute("SELECT message_id, direction, count(*) OVER (PARTITION BY message_id) FROM linkedin_messages")
-    assert sorted(rows.fetchall()) == sorted((m, d, 1) for m, (_, d) in MESSAGES.items())
-    assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+    held = sorted(rows.fetchall())
+    assert held == sorted((m, d, 1) for m, (_, d) in MESSAGES.items())
+    quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    assert quarantined == 0
+    lost = len(set(MESSAGES) - {m for m, _, _ in held})
     assert stack.queue_depth("EventsQueue") == 0 and dlq_depth(stack) == 0
     proof.record(
         kind="crash",
         flow=FLOW,
         name=boundary,
         cases=len(MESSAGES),
-        held=f"{len(MESSAGES)} Unipile messages -> 1 linkedin_messages row each, direction kept; 0 lost",
+        held=f"{len(MESSAGES)} Unipile messages -> {len(held)} linkedin_messages rows, 1 each, direction kept; "
+        f"{lost} lost, {quarantined} quarantined",
     )

@@ -140,18 +140,20 @@ def test_sigkill_at_boundary_then_recovery_stores_and_replies_once(stack, db, pr
     # THEN each message is stored once and its customer got exactly one reply
     stored = dict(db.execute("SELECT wamid, count(*) FROM whatsapp_messages GROUP BY 1").fetchall())
     assert stored == {f"wamid.{tag}{i}": 1 for i in range(len(WORDS))}
-    replies = {w: stack.fakes.count("whatsapp.send", f"{CUSTOMER}:{w} is working") for w in WORDS}
-    assert replies == dict.fromkeys(WORDS, 1)
-    assert stack.fakes.count("whatsapp.send") == len(WORDS)
+    replies = {w: stack.fakes.delivered("whatsapp.send", f"{CUSTOMER}:{w} is working") for w in WORDS}
+    assert replies == dict.fromkeys(WORDS, 1), [(c.key, c.refused, c.failed) for c in stack.fakes.calls]
+    assert stack.fakes.count("whatsapp.send") == stack.fakes.delivered("whatsapp.send") == len(WORDS)
     assert dict(db.execute("SELECT status::text, count(*) FROM send_queue GROUP BY 1").fetchall()) == {
         "sent": len(WORDS)
     }
-    assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+    quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    assert quarantined == 0
     assert stack.queue_depth("EventsQueue") == 0 and dlq_depth(stack) == 0
     proof.record(
         kind="crash",
         flow=FLOW,
         name=boundary,
         cases=len(WORDS),
-        held=f"{len(stored)}/{len(WORDS)} messages stored once, 1 reply each at the fake WhatsApp; 0 lost",
+        held=f"{len(stored)}/{len(WORDS)} messages stored once, {max(replies.values())} reply each at the fake "
+        f"WhatsApp; {len(WORDS) - len(stored)} lost, {quarantined} quarantined",
     )

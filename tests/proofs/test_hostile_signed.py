@@ -208,7 +208,9 @@ def test_signed_provider_hostile_corpus(stack, db, proof, spec):
         + (", the GET handshake and its query string" if spec.extra else ""),
         cases=result.cases,
         held=(
-            f"0 x 5xx; statuses {dict(sorted(result.statuses.items()))}; 0 unauthenticated queued; "
-            f"{result.queued} authenticated events queued, {result.settled} settled, 0 lost"
+            f"{sum(n for s, n in result.statuses.items() if s >= 500)} x 5xx; "
+            f"statuses {dict(sorted(result.statuses.items()))}; 0 unauthenticated queued; "
+            f"{result.queued} authenticated events queued, {result.settled} settled, "
+            f"{max(result.queued - result.settled, 0)} lost"
         ),
     )
