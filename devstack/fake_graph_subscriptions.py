@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import time
 import urllib.error
@@ -237,6 +238,7 @@ class _FakeSubscriptions:
         return 200, body
 
 
+@functools.lru_cache(maxsize=4096)  # the delta query asks it of every stored message, on every page
 def fake_user_id(user: str) -> str:
     """The fake's Graph id of a user (mailbox address): stable, a GUID as Graph's are."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-graph-user:{user.lower()}"))
