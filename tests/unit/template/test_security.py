@@ -52,3 +52,12 @@ def test_a_not_configured_answer_pages_at_once(template):
     assert "SUM(NotConfigured)" in query and "WHERE" not in query  # every provider, the console included
     assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     assert on_dashboard(template, name)
+
+
+def test_the_retention_windows_are_set_where_the_reaper_runs_and_respect_their_floors(template, monkeypatch):
+    from exactly_once.ops import retention
+
+    env = template.function_env("ClaimReaperFunction")
+    for variable, _default, _floor in retention.WINDOWS.values():
+        monkeypatch.setenv(variable, str(env[variable]))
+    assert retention.windows()["event_log"] >= 15  # the deployed settings pass the reaper's own check

@@ -41,6 +41,8 @@ class Metric:
     REJECTED = "RequestsRejected"
     OPERATOR_DENIED = "OperatorRequestsDenied"  # the operator routes' authorizer said no (provider = operator)
     NOT_CONFIGURED = "NotConfigured"  # a 503 not_configured: a provider's secret or a setting is missing
+    RETENTION_DELETED = "RetentionRowsDeleted"  # rows past their retention window, deleted (ops/retention.py)
+    RETENTION_REDACTED = "RetentionRowsRedacted"  # settled quarantine rows whose provider body was removed
     PROVIDER_RETRIES = "ProviderRetriesSeen"  # deliveries the provider marked as a retry (Slack)
     LIFECYCLE = "LifecycleEvents"
     EFFECTS = "EffectsApplied"

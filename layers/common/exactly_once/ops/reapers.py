@@ -27,13 +27,20 @@ from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logge
 
 RemainingMs = Callable[[], int]
 
-#: After every flow's reapers: the operations gauges (open quarantine, stuck rows), as its own "flow".
-OPERATIONS = Flow("operations", reapers=(Reaper("operations", Part("exactly_once.ops", "gauges:emit")),))
+#: After every flow's reapers: the operations gauges (open quarantine, stuck rows), then retention (batched
+#: deletes and redaction of settled rows past their window, ops/retention.py), as their own "flow".
+OPERATIONS = Flow(
+    "operations",
+    reapers=(
+        Reaper("operations", Part("exactly_once.ops", "gauges:emit")),
+        Reaper("retention", Part("exactly_once.ops", "retention:run"), time_bounded=True),
+    ),
+)
 
 
 def registered() -> list[tuple[Flow, Reaper]]:
     """Every reaper in the order it runs: each flow's (``providers.FLOWS``), then the gauges."""
-    return [*providers.reapers(), (OPERATIONS, OPERATIONS.reapers[0])]
+    return [*providers.reapers(), *((OPERATIONS, reaper) for reaper in OPERATIONS.reapers)]
 
 
 class ReaperRunError(ExactlyOnceError):
