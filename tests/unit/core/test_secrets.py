@@ -9,6 +9,17 @@ from exactly_once.core.errors import ConfigurationError
 from exactly_once.core.secrets import get_secret
 
 
+@pytest.fixture(autouse=True)
+def _fresh_secrets_provider():
+    """Powertools keeps its Secrets Manager provider (and its boto client) in a module dict: one made inside
+    mock_aws would send a later test's requests to the real AWS endpoint."""
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    DEFAULT_PROVIDERS.clear()
+    yield
+    DEFAULT_PROVIDERS.clear()
+
+
 def test_missing_secret_fails_fast(monkeypatch):
     monkeypatch.delenv("APP_SECRET_ARN", raising=False)
     monkeypatch.delenv("NOT_THERE", raising=False)
@@ -55,3 +66,59 @@ def test_with_a_secret_configured_the_environment_is_never_read(monkeypatch):
         assert secrets.imap_password("IMAP_PASSWORD_BOB") == "bob-pw"
         with pytest.raises(ConfigurationError, match="not configured in the IMAP_SECRET_ARN secret"):
             secrets.imap_password("IMAP_PASSWORD_ALICE")
+
+
+# -- secrets split by purpose (issue 16, item 5) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "purpose"),
+    [
+        ("API_TOKEN", "OPERATOR"),
+        ("GRAPH_CLIENT_STATE", "GRAPH"),
+        ("GRAPH_CLIENT_STATE_PREVIOUS", "GRAPH"),
+        ("LIVEKIT_API_SECRET", "LIVEKIT"),
+        ("LLM_API_KEY", "LLM"),
+        ("WHATSAPP_APP_SECRET", "WHATSAPP"),
+        ("UNIPILE_API_KEY", "UNIPILE"),
+        ("STANDARD_WEBHOOK_SECRETS", "WEBHOOKS"),
+        ("STRIPE_WEBHOOK_SECRET", "WEBHOOKS"),
+        ("GITHUB_WEBHOOK_SECRET", "WEBHOOKS"),
+        ("SLACK_SIGNING_SECRET", "WEBHOOKS"),
+        ("SOMETHING_ELSE", None),
+    ],
+)
+def test_each_secret_name_has_one_purpose(name, purpose):
+    assert secrets.purpose_of(name) == purpose
+
+
+def test_a_purpose_secret_is_read_alone_and_the_shared_document_only_for_purposes_without_one(monkeypatch):
+    import json
+    import uuid
+
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for purpose in ("OPERATOR", "GRAPH"):
+        monkeypatch.delenv(f"SECRET_ARN_{purpose}", raising=False)
+    monkeypatch.delenv("GRAPH_CLIENT_STATE", raising=False)
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+
+        def secret(doc: dict[str, str]) -> str:
+            return client.create_secret(Name=f"s-{uuid.uuid4().hex}", SecretString=json.dumps(doc))["ARN"]
+
+        shared = secret({"GRAPH_CLIENT_STATE": "from-the-shared-document", "API_TOKEN": "shared-token"})
+        graph = secret({"GRAPH_CLIENT_STATE": "from-the-graph-secret"})
+        monkeypatch.setenv("APP_SECRET_ARN", shared)
+        # GIVEN Graph has a secret of its own, the operator token not (yet)
+        monkeypatch.setenv("SECRET_ARN_GRAPH", graph)
+        assert get_secret("GRAPH_CLIENT_STATE") == "from-the-graph-secret"
+        assert get_secret("API_TOKEN") == "shared-token"
+        # WHEN the operator token gets its own secret, without the key: never the shared document's value
+        monkeypatch.setenv("SECRET_ARN_OPERATOR", graph)
+        with pytest.raises(ConfigurationError, match="SECRET_ARN_OPERATOR"):
+            get_secret("API_TOKEN")

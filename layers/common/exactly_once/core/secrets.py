@@ -1,7 +1,10 @@
-"""Provider secrets: one Secrets Manager secret (a JSON object) per stack, cached.
+"""Provider secrets: Secrets Manager secrets (JSON objects), one per purpose, cached.
 
-On AWS, ``APP_SECRET_ARN`` names the secret and Powertools Parameters fetches it
-with a cache (``SECRETS_MAX_AGE`` seconds, default 300). Locally, and in tests,
+On AWS each purpose (the operator token, Graph, LiveKit, the LLM, WhatsApp, Unipile, the generic
+webhooks, IMAP passwords) can have a secret of its own, named by ``SECRET_ARN_<PURPOSE>`` (IMAP:
+``IMAP_SECRET_ARN``), so a function is given read access to only what it uses (issue 16). A purpose
+without one reads the stack's shared document, ``APP_SECRET_ARN``; a purpose with one never does.
+Powertools Parameters fetches them with a cache (``SECRETS_MAX_AGE`` seconds, default 300). Locally, and in tests,
 an environment variable of the same name as the key overrides it, so
 ``env.local.json`` (the ``sam local invoke --env-vars`` format) can carry them.
 Values are never logged.
@@ -31,7 +34,31 @@ def _document(arn: str, variable: str) -> dict[str, Any]:
     return value
 
 
-def _secret_document() -> dict[str, Any]:
+#: Name prefix -> purpose: the secret a name is read from when ``SECRET_ARN_<PURPOSE>`` is set.
+PURPOSES: tuple[tuple[str, str], ...] = (
+    ("API_TOKEN", "OPERATOR"),
+    ("GRAPH_", "GRAPH"),
+    ("LIVEKIT_", "LIVEKIT"),
+    ("LLM_", "LLM"),
+    ("WHATSAPP_", "WHATSAPP"),
+    ("UNIPILE_", "UNIPILE"),
+    ("STANDARD_WEBHOOK", "WEBHOOKS"),
+    ("STRIPE_", "WEBHOOKS"),
+    ("GITHUB_", "WEBHOOKS"),
+    ("SLACK_", "WEBHOOKS"),
+)
+
+
+def purpose_of(name: str) -> str | None:
+    """The purpose whose secret holds ``name`` (None: the shared document only)."""
+    return next((purpose for prefix, purpose in PURPOSES if name.startswith(prefix)), None)
+
+
+def _secret_document(name: str | None = None) -> dict[str, Any]:
+    purpose = purpose_of(name) if name else None
+    variable = f"SECRET_ARN_{purpose}" if purpose else ""
+    if variable and os.environ.get(variable):
+        return _document(os.environ[variable], variable)
     arn = os.environ.get("APP_SECRET_ARN")
     return _document(arn, "APP_SECRET_ARN") if arn else {}
 
@@ -53,8 +80,19 @@ def imap_password(name: str) -> str:
 
 
 def secret_document() -> dict[str, Any]:
-    """The stack's whole secret document (cached): for hiding its values, never for showing them."""
-    return _secret_document()
+    """Every secret document this function may read, merged (cached): for hiding values, never showing them."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    merged = dict(_secret_document())
+    for purpose in sorted({purpose for _, purpose in PURPOSES}):
+        arn = os.environ.get(f"SECRET_ARN_{purpose}")
+        if not arn:
+            continue
+        try:
+            merged.update(_document(arn, f"SECRET_ARN_{purpose}"))
+        except (GetParameterError, ConfigurationError):
+            continue  # not granted to this function: it cannot show what it cannot read either
+    return merged
 
 
 def get_secret(name: str, *, required: bool = True) -> str:
@@ -62,9 +100,11 @@ def get_secret(name: str, *, required: bool = True) -> str:
     value = os.environ.get(name)
     if value:
         return value
-    value = _secret_document().get(name)
+    value = _secret_document(name).get(name)
     if value:
         return str(value)
     if required:
-        raise ConfigurationError(f"secret {name} is not configured (environment or APP_SECRET_ARN)")
+        purpose = purpose_of(name)
+        where = f"SECRET_ARN_{purpose}" if purpose and os.environ.get(f"SECRET_ARN_{purpose}") else "APP_SECRET_ARN"
+        raise ConfigurationError(f"secret {name} is not configured (environment or {where})")
     return ""
