@@ -55,7 +55,10 @@ def install(fakes: FakeProviders) -> None:
             fakes.failed(call)
             if isinstance(throttled, tuple):
                 return throttled
-            return throttled.fail_status, {"error": {"code": "ServiceUnavailable"}}
+            status = throttled.fail_status
+            code = "TooManyRequests" if status == 429 else "ServiceUnavailable"
+            # Graph's throttling 429 carries a Retry-After (seconds), which the client honours.
+            return status, {"error": {"code": code}}, {"Retry-After": "1"} if status == 429 else {}
         message = messages.get((unquote(request.match.group("user")).lower(), mid))
         if message is None:
             return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}

@@ -2,7 +2,7 @@
 
 Every call is recorded as kind ``llm.chat`` with the room as key (``metadata.room_sid``,
 else ``room_sid:`` / ``room_name:`` in the prompt), so a test counts analyses per room.
-``fakes.behave("llm.chat")`` makes calls slow, hang or fail (OpenAI's error shape).
+``fakes.behave("llm.chat")`` makes calls slow, hang or fail (OpenAI's error shape; a 429 with ``retry-after``).
 The answer is OpenAI-shaped; its content is a JSON analysis naming the call's number, so a
 test can tell which call's result was stored.
 
@@ -88,6 +88,9 @@ def install(fakes: FakeProviders) -> None:
         failing = fakes.behave(KIND)
         if failing:
             fakes.failed(call)
+            if failing.fail_status == 429:  # OpenAI's rate limit answer carries retry-after (seconds)
+                limited = {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
+                return 429, {"error": limited}, {"retry-after": "1"}
             return failing.fail_status, {"error": {"message": "fake overload", "type": "server_error", "code": None}}
         analysis = {"summary": f"call {number} analysed", "sentiment": "positive", "issues": [], "call": number}
         return 200, {

@@ -7,8 +7,8 @@ code 190) and the body (a JSON object with ``messaging_product: "whatsapp"``, ``
 ``type``, defaulting to text, and that type's object: ``text.body``, ``template.name`` and
 ``template.language.code``; else 400, code 100). A refused send is recorded as refused, never sent.
 ``fakes.behave("whatsapp.send")``: ``delay``; ``fail_times`` with ``fail_status`` (429 -> error
-code 130429, rate limit hit; others -> an error, not delivered); ``hang`` (delivered, the answer
-comes too late). There is no listing: WhatsApp has none.
+code 130429, rate limit hit, with no Retry-After: Meta documents none for the Cloud API; others -> an error,
+not delivered); ``hang`` (delivered, the answer comes too late). There is no listing: WhatsApp has none.
 """
 
 from __future__ import annotations

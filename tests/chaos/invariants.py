@@ -28,15 +28,26 @@ def check(stack: Stack, db: Any, flow: ChaosFlow, eids: list[str], outcome: Outc
     outcome.effects = total
     if flow.name == "whatsapp":
         replies = {eid: stack.fakes.delivered("whatsapp.send", f"{CUSTOMER}:{eid} is working") for eid in eids}
-        assert max(replies.values()) <= 1, f"a reply sent twice: {replies} {where}"
-        statuses = dict(outcome.sends)
-        assert set(statuses) <= {"sent", "review"}, f"sends left open: {statuses} {where}"
-        assert sum(statuses.values()) == len(eids), f"one send per message: {statuses} {where}"
-        sent = sum(replies.values())
-        assert statuses.get("sent", 0) <= sent <= len(eids), f"{statuses} vs {sent} delivered {where}"
-        assert stack.fakes.delivered("whatsapp.send") == sent  # no reply to anything but these events
+        sends_once(stack, db, outcome, replies, stack.fakes.delivered("whatsapp.send"), where)
+    if flow.check:
+        flow.check(stack, db, eids, where)
     assert stack.queue_depth("EventsQueue") == 0 and stack.queue_depth("SendQueue") == 0, where
     assert dlq_depth(stack) == 0, f"messages parked in a DLQ {where}"
     # Every event here is readable: quarantine holds only the sends put to review (one row each, for the operator).
+    # (and the feedback rows whose analysis spent its attempts, each quarantined once).
     parked = db.execute("SELECT provider, reason FROM quarantine").fetchall()
-    assert len(parked) == outcome.sends.get("review", 0), f"quarantined {parked}, sends {dict(outcome.sends)} {where}"
+    failed = db.execute("SELECT count(*) FROM user_feedback WHERE status = 'failed'").fetchone()[0]
+    expected = outcome.sends.get("review", 0) + failed
+    assert len(parked) == expected, f"quarantined {parked}, sends {dict(outcome.sends)}, {failed} failed {where}"
+
+
+def sends_once(stack: Stack, db: Any, outcome: Outcome, delivered: dict[str, int], total: int, where: str) -> None:
+    """No message reached the provider twice; each send ended sent or review, a sent one delivered once; the
+    provider got nothing but these sends."""
+    assert max(delivered.values()) <= 1, f"a message sent twice: {delivered} {where}"
+    statuses = dict(outcome.sends)
+    assert set(statuses) <= {"sent", "review"}, f"sends left open: {statuses} {where}"
+    assert sum(statuses.values()) == len(delivered), f"one send per event: {statuses} {where}"
+    sent = sum(delivered.values())
+    assert statuses.get("sent", 0) <= sent <= len(delivered), f"{statuses} vs {sent} delivered {where}"
+    assert total == sent, f"{total} messages at the provider, {sent} of them ours {where}"

@@ -52,6 +52,9 @@ class ChaosFlow:
     setup: Callable[[Stack, list[str]], None] | None = None
     fakes: tuple[str, ...] = ()  # fake provider kinds the flow calls (faults injected there)
     provider: str = ""  # event_log.provider, for the duplicates Postgres stopped
+    env: dict[str, str] = field(default_factory=dict)  # the flow's own settings in the storm's sandboxes
+    open_work: str = ""  # SQL: rows of the flow still open (a lease to lapse, a reaper to run)
+    check: Callable[[Stack, Any, list[str], str], None] | None = None  # the flow's own invariants (fakes' records)
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,13 @@ class Settings:
     rate: float = 0.05  # AWS and provider faults, per call
     kills: int = 1  # harness SIGKILLs of children at random moments
     pg_every: float = 0.4  # seconds between Postgres faults (a termination or a held lock)
+    long: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
         if os.environ.get("CHAOS_LONG"):
             return cls(seed=int(os.environ.get("CHAOS_SEED", "20")), events=60, copies=4, processes=3, threads=4,
-                       rate=float(os.environ.get("CHAOS_RATE", "0.05")), kills=3, pg_every=0.5)  # fmt: skip
+                       rate=float(os.environ.get("CHAOS_RATE", "0.05")), kills=3, pg_every=0.5, long=True)  # fmt: skip
         return cls(seed=int(os.environ.get("CHAOS_SEED", "20")))
 
 
@@ -78,30 +82,47 @@ class Outcome:
     flow: str
     seed: int
     events: int
-    deliveries: int = 0  # requests the storm sent (copies and the provider's retries)
+    deliveries: int = 0  # requests sent (copies and the provider's retries), in the storm and the recovery
+    storm_deliveries: int = 0  # of those, sent while the faults were on
     answered_2xx: int = 0
     refused: int = 0  # answered with a retryable status (or the process died) and retried later
     faults: Counter[str] = field(default_factory=Counter)
     kills: int = 0
+    restarts: int = 0  # killed sandboxes replaced by a warm one taking their unanswered deliveries
+    pg_terminated: int = 0  # app connections pg_terminate_backend actually hit
+    processes: int = 0
     effects: int = 0
     stopped_ingest: int = 0
     stopped_postgres: int = 0
     sends: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    ready_seconds: float = 0.0  # spawning and loading the sandboxes, before any fault
+    storm_seconds: float = 0.0
+    ack_seconds: list[float] = field(default_factory=list)  # each storm delivery's answer time
 
     def summary(self) -> str:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.faults.items())) or "none"
         return (
-            f"seed {self.seed}: {self.events} events, {self.deliveries} deliveries, {self.refused} refused/lost "
-            f"and retried; faults: {kinds}; {self.kills} SIGKILLs; {self.effects} effects, 0 doubled, 0 lost; "
-            f"duplicates stopped: {self.stopped_ingest} at ingest, {self.stopped_postgres} by Postgres"
+            f"seed {self.seed}: {self.events} events, {self.deliveries} deliveries ({self.storm_deliveries} while "
+            f"the faults were on), {self.refused} refused/lost and retried; faults: {kinds}; pg_terminate hit "
+            f"{self.pg_terminated} connections; {self.kills} SIGKILLs, {self.restarts} sandboxes restarted; "
+            f"{self.effects} effects, 0 doubled, 0 lost; duplicates stopped: {self.stopped_ingest} at ingest, "
+            f"{self.stopped_postgres} by Postgres"
         )
 
 
-# -- the child: a sandbox under faults, storming ingest then draining the queues ----------------------------------
+# -- the child: a sandbox under faults, storming ingest while its event source mapping polls --------------------
+
+Item = tuple[int, str, bytes, dict[str, str]]  # (position in the storm, event id, body, headers)
 
 
-def _child(env: dict[str, str], function: str, items: list[tuple[str, bytes, dict[str, str]]], out: str) -> None:
+def _child(env: dict[str, str], function: str, out: str, ready: Any, work: Any, answered: Any) -> None:
+    """Load everything a sandbox needs, say so (``ready``), then wait for work: the deliveries still to make.
+
+    The harness keeps one loaded child spare, so a killed child's deliveries resume at once in a warm one,
+    as a provider retries what never got an answer. While its threads deliver, a poller thread runs the event
+    worker (Lambda's event source mapping does not wait for ingest to finish); then the queues are drained.
+    """
     os.environ.update(env)
     from devstack.lambda_runtime import LambdaContext, add_code_paths, apigw_event, function_timeout, load_handler
 
@@ -110,30 +131,52 @@ def _child(env: dict[str, str], function: str, items: list[tuple[str, bytes, dic
 
     _per_thread_containers()
     handler = load_handler(function)
+    pollers = _pollers(env)
+    ready.set()
+    items: list[Item] | None = work.get()
+    if items is None:
+        return
     lock = threading.Lock()
     url = f"{HOST}{env['CHAOS_PATH']}"
+    sending = threading.Event()
 
-    def one(eid: str, body: bytes, headers: dict[str, str]) -> None:
-        for _ in range(3):  # the provider's quick retries; what stays refused is retried in the recovery
+    def one(idx: int, eid: str, body: bytes, headers: dict[str, str]) -> None:
+        for attempt in range(3):  # the provider's quick retries; what stays refused is retried in the recovery
+            sent = time.monotonic()
             try:
                 context = LambdaContext(function_name=function, timeout_s=function_timeout(function))
                 result = handler(apigw_event("POST", url, body, headers), context)
                 status, answer = int(result["statusCode"]), result.get("body") or ""
             except Exception:  # an unhandled error: API Gateway answers 502
                 status, answer = 502, ""
+            final = status not in RETRYABLE or attempt == 2
             with lock, open(out, "a", encoding="utf-8") as f:
-                f.write(json.dumps([eid, status, _accepted(answer)]) + "\n")
-            if status not in RETRYABLE:
+                f.write(json.dumps([idx, eid, status, _accepted(answer), final, time.monotonic() - sent]) + "\n")
+            if final:
+                with answered.get_lock():
+                    answered.value += 1
                 return
             time.sleep(0.02)
 
-    chunks = [items[i :: int(env["CHAOS_THREADS"])] for i in range(int(env["CHAOS_THREADS"]))]
-    threads = [threading.Thread(target=lambda c=c: [one(*it) for it in c]) for c in chunks]
-    for t in threads:
+    def poll() -> None:  # the event source mapping, under the same faults, while the deliveries go on
+        while sending.is_set():
+            if not sum(p.poll_once() for p in pollers):
+                time.sleep(0.05)
+
+    threads = int(env["CHAOS_THREADS"])
+    chunks = [items[i::threads] for i in range(threads)]
+    senders = [threading.Thread(target=lambda c=c: [one(*it) for it in c]) for c in chunks]
+    sending.set()
+    poller = threading.Thread(target=poll)
+    poller.start()
+    for t in senders:
         t.start()
-    for t in threads:
+    for t in senders:
         t.join()
-    _drain_queues(env)
+    sending.clear()
+    poller.join()
+    for p in pollers:
+        p.drain(max_rounds=50)
 
 
 def _accepted(answer: str) -> int | None:
@@ -142,15 +185,15 @@ def _accepted(answer: str) -> int | None:
     return None
 
 
-def _drain_queues(env: dict[str, str]) -> None:
-    """The event source mappings: the event worker, then the send worker, under the same faults."""
+def _pollers(env: dict[str, str]) -> list[Any]:
+    """The event source mappings: the event worker, then the send worker."""
     from devstack.aws_local import boto_client
     from devstack.lambda_runtime import function_timeout, load_handler
     from devstack.poller import QueuePoller
 
     sqs = boto_client("sqs", env["AWS_ENDPOINT_URL"])
-    for function, queue in (("EventWorkerFunction", "EVENTS"), ("SendWorkerFunction", "SEND")):
-        poller = QueuePoller(
+    return [
+        QueuePoller(
             sqs=sqs,
             queue_url=env[f"CHAOS_{queue}_URL"],
             queue_arn=env[f"CHAOS_{queue}_ARN"],
@@ -158,7 +201,8 @@ def _drain_queues(env: dict[str, str]) -> None:
             function_name=function,
             timeout_s=function_timeout(function),
         )
-        poller.drain(max_rounds=50)
+        for function, queue in (("EventWorkerFunction", "EVENTS"), ("SendWorkerFunction", "SEND"))
+    ]
 
 
 # -- the harness's own faults: Postgres and process death -----------------------------------------------------
@@ -173,7 +217,8 @@ def _postgres_faults(url: str, rng: random.Random, every: float, stop: threading
                     "WHERE datname = current_database() AND pid <> pg_backend_pid() "
                     "AND application_name NOT IN ('', 'chaos-harness')"
                 ).fetchone()
-                seen["pg_terminate"] += int(killed[0]) if killed else 0
+                seen["pg_terminate"] += 1
+                seen["pg_terminated"] += int(killed[0]) if killed else 0
             else:
                 table = rng.choice(["event_log", "send_queue", "tickets", "whatsapp_messages", "linkedin_messages"])
                 with conn.transaction():
@@ -182,16 +227,58 @@ def _postgres_faults(url: str, rng: random.Random, every: float, stop: threading
                     time.sleep(every)
 
 
-def _killer(procs: list[Any], rng: random.Random, kills: int, stop: threading.Event, seen: Counter[str]) -> None:
-    for _ in range(kills):
-        if stop.wait(rng.uniform(0.5, 4.0)):
-            return
-        alive = [p for p in procs if p.is_alive()]
-        if not alive:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(rng.choice(alive).pid, signal.SIGKILL)
-            seen["harness_sigkill"] += 1
+@dataclass
+class _Slot:
+    """One of the storm's sandboxes: the process now running it and the deliveries it was given."""
+
+    proc: Any
+    items: list[Item]
+    restarts: int = 0
+
+
+class _Sandboxes:
+    """The storm's processes: each loaded before the faults start, a dead one replaced by a warm spare
+    that takes the deliveries it had not finished (the provider retries what it never got an answer for)."""
+
+    def __init__(self, env: dict[str, str], function: str, answers: Path) -> None:
+        self.ctx = multiprocessing.get_context("spawn")
+        self.env, self.function, self.answers = env, function, answers
+        self.answered = self.ctx.Value("i", 0)
+        self.spawned = 0
+        self.restarts = 0
+
+    def spawn(self) -> tuple[Any, Any, Any]:
+        ready, work = self.ctx.Event(), self.ctx.Queue()
+        env = {**self.env, "EO_FAULTS_STREAM": str(self.spawned)}  # a fault schedule per sandbox, from the seed
+        self.spawned += 1
+        proc = self.ctx.Process(target=_child, args=(env, self.function, str(self.answers), ready, work, self.answered))
+        proc.start()
+        return proc, ready, work
+
+    def finished(self) -> set[int]:
+        """The deliveries that got their final answer (2xx, a refusal, or the quick retries spent)."""
+        done: set[int] = set()
+        if self.answers.exists():
+            for line in self.answers.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    idx, _eid, _status, _accepted, final, _seconds = json.loads(line)
+                    if final:
+                        done.add(idx)
+        return done
+
+
+def _killer(slots: list[_Slot], answered: Any, points: list[int], stop: threading.Event, seen: Counter[str]) -> None:
+    """SIGKILL a live sandbox when the storm's answers reach each seeded point: kills land on work in flight."""
+    rng = random.Random(sum(points))
+    for point in points:
+        while answered.value < point:
+            if stop.wait(0.01):
+                return
+        alive = [s.proc for s in slots if s.proc.is_alive()]
+        if alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rng.choice(alive).pid, signal.SIGKILL)
+                seen["harness_sigkill"] += 1
 
 
 # -- the storm -----------------------------------------------------------------------------------------------------
@@ -204,8 +291,9 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
     if flow.setup:
         flow.setup(stack, eids)
     deliveries = {eid: flow.deliver(eid) for eid in eids}
-    items = [(eid, *deliveries[eid]) for eid in eids for _ in range(settings.copies)]
-    rng.shuffle(items)
+    order = [eid for eid in eids for _ in range(settings.copies)]
+    rng.shuffle(order)
+    items: list[Item] = [(idx, eid, *deliveries[eid]) for idx, eid in enumerate(order)]
     outcome = Outcome(flow.name, settings.seed, len(eids))
     faults_dir = work / "faults"
     faults_dir.mkdir(parents=True, exist_ok=True)
@@ -226,37 +314,71 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
         "CHAOS_EVENTS_ARN": stack.aws.arns["EventsQueue"],
         "CHAOS_SEND_URL": stack.aws.physical["SendQueue"],
         "CHAOS_SEND_ARN": stack.aws.arns["SendQueue"],
+        **flow.env,
     }
     from devstack.fakes import Behaviour
 
     for n, kind in enumerate(flow.fakes):
-        status = (500, 503, 429)[n % 3]
+        status = (429, 500, 503)[n % 3]  # a 429 carries the provider's Retry-After where it sends one
         stack.fakes.behaviours[kind] = Behaviour(
             fail_rate=settings.rate, hang_rate=settings.rate, hang=1.5, fail_status=status, seed=settings.seed + n
         )
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_child, args=({**env, "EO_FAULTS_STREAM": str(i)}, flow.function, chunk, str(answers)))
-        for i, chunk in enumerate(items[i :: settings.processes] for i in range(settings.processes))
-    ]
+    boxes = _Sandboxes(env, flow.function, answers)
+    meter_spawn = settings.processes + 1
+    pending = [boxes.spawn() for _ in range(settings.processes + 1)]  # the last one is the warm spare
+    for proc, ready, _work in pending[:-1]:  # the spare goes on loading while the storm starts
+        while not ready.wait(timeout=0.05):
+            if not proc.is_alive() or time.monotonic() - started > 120:
+                raise AssertionError(f"{flow.name}: a sandbox never loaded its handlers (exit {proc.exitcode})")
+    outcome.ready_seconds = round(time.monotonic() - started, 1)
+    slots = []
+    for (proc, _ready, queue), chunk in zip(
+        pending[:-1], [items[i :: settings.processes] for i in range(settings.processes)], strict=True
+    ):
+        queue.put(chunk)
+        slots.append(_Slot(proc, chunk))
+    spare = pending[-1]
+    # Only now, every sandbox loaded and working, do the harness's faults start.
     harness: Counter[str] = Counter()
     stop = threading.Event()
+    points = sorted(rng.randrange(1, max(2, len(items) * 9 // 10)) for _ in range(settings.kills))
     helpers = [
         threading.Thread(target=_postgres_faults, args=(database_url, rng, settings.pg_every, stop, harness)),
-        threading.Thread(target=_killer, args=(procs, rng, settings.kills, stop, harness)),
+        threading.Thread(target=_killer, args=(slots, boxes.answered, points, stop, harness)),
     ]
-    for p in procs:
-        p.start()
     for h in helpers:
         h.start()
-    for p in procs:
-        p.join(timeout=120)
-        if p.is_alive():
-            p.kill()
-            p.join()
+    storm_started = time.monotonic()
+    deadline = storm_started + 120
+    while any(s.proc.exitcode is None for s in slots) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        for slot in slots:
+            if slot.proc.exitcode in (None, 0):
+                continue
+            done = boxes.finished()
+            left = [it for it in slot.items if it[0] not in done]
+            if not left or slot.restarts >= 10:
+                slot.proc = _Exited()
+                continue
+            proc, _ready, queue = spare
+            queue.put(left)  # a warm sandbox takes over what never got an answer
+            slot.proc, slot.items = proc, left
+            slot.restarts += 1
+            boxes.restarts += 1
+            spare = boxes.spawn()
+            meter_spawn += 1
     stop.set()
     for h in helpers:
         h.join()
+    spare[0].kill()  # never given work: nothing of the storm is lost with it
+    for slot in slots:
+        if slot.proc.exitcode is None:  # past the deadline: a hang
+            slot.proc.kill()
+    for proc in [spare[0], *(s.proc for s in slots)]:
+        proc.join(timeout=30)
+    outcome.storm_seconds = round(time.monotonic() - storm_started, 1)
+    outcome.processes = meter_spawn
+    outcome.restarts = boxes.restarts
     for kind in flow.fakes:  # the provider heals; what it injected is counted
         for name, n in stack.fakes.behaviours.pop(kind).injected.items():
             outcome.faults[f"{kind} {name}"] += n
@@ -264,13 +386,29 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
         for line in path.read_text().splitlines():
             kind, service, _ = line.split(" ", 2)
             outcome.faults[f"{service} {kind}"] += 1
-    outcome.faults.update({k: v for k, v in harness.items() if k != "harness_sigkill"})
+    outcome.faults.update({k: v for k, v in harness.items() if k not in ("harness_sigkill", "pg_terminated")})
+    outcome.pg_terminated = harness["pg_terminated"]
     outcome.kills = (
         harness["harness_sigkill"] + outcome.faults.get("dynamodb kill", 0) + outcome.faults.get("sqs kill", 0)
     )
     _recover(stack, db, flow, deliveries, answers, outcome)
     outcome.seconds = round(time.monotonic() - started, 1)
     return outcome
+
+
+class _Exited:
+    """A slot whose sandbox is gone and has nothing left to deliver."""
+
+    exitcode = 0
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+    def kill(self) -> None:
+        return None
 
 
 def _recover(
@@ -286,8 +424,10 @@ def _recover(
     if answers.exists():
         for line in answers.read_text().splitlines():
             with contextlib.suppress(ValueError):
-                eid, status, accepted = json.loads(line)
+                _idx, eid, status, accepted, _final, seconds = json.loads(line)
                 outcome.deliveries += 1
+                outcome.storm_deliveries += 1
+                outcome.ack_seconds.append(seconds)
                 if 200 <= status < 300:
                     outcome.answered_2xx += 1
                     got_2xx.add(eid)
@@ -306,13 +446,15 @@ def _recover(
             if 200 <= answer.status < 300:
                 got_2xx.add(eid)
     assert got_2xx == set(deliveries), f"never accepted after the faults stopped: {set(deliveries) - got_2xx}"
-    for _ in range(4):
+    for _ in range(6):
         redrive(stack)
         reap()  # leases lapsed -> unknown; unknown -> reconciled (sent, pending or review); outbox swept
         redrive(stack, "SendWorkerFunction", "SendQueue")
         open_sends = db.execute(
             "SELECT count(*) FROM send_queue WHERE status NOT IN ('sent', 'review', 'failed')"
         ).fetchone()[0]
+        if flow.open_work:
+            open_sends += db.execute(flow.open_work).fetchone()[0]
         if not open_sends and not stack.queue_depth("EventsQueue") and not stack.queue_depth("SendQueue"):
             break
         time.sleep(LEASE_SECONDS + 0.2)  # leases are Postgres time: let a dead worker's lapse
