@@ -17,11 +17,12 @@ import pytest
 from devstack import dovecot as dovecot_mod
 from devstack.dovecot import Dovecot
 from devstack.imap_proxy import CountingImapProxy
+from tests.harness import TEST_SECRETS
 
 TRIGGER = "JobTriggerFunction"
 SCHEDULER = "JobSchedulerFunction"
 WORKER = "JobWorkerFunction"
-TOKEN_HEADERS = {"authorization": "Bearer local-api-token-test"}
+TOKEN_HEADERS = {"authorization": f"Bearer {TEST_SECRETS['API_TOKEN']}"}
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from devstack import fake_whatsapp
 from devstack.lambda_runtime import LambdaContext
 from exactly_once.sends import queue as send_queue
 from exactly_once.sends.request import SendRequest
+from tests.harness import TEST_SECRETS
 from tests.send_support import EVENTS, behave, delivered, drain, example_event, post_send, reap, row, send_body
 
 
@@ -71,7 +72,9 @@ def test_invalid_bodies_are_400_json(stack, db):
 
 def test_operator_route_requires_the_api_token(stack):
     authorize = stack.handler("ApiAuthorizerFunction")
-    assert authorize({"headers": {"authorization": "Bearer local-api-token-test"}}, None) == {"isAuthorized": True}
+    assert authorize({"headers": {"authorization": f"Bearer {TEST_SECRETS['API_TOKEN']}"}}, None) == {
+        "isAuthorized": True
+    }
     assert authorize({"headers": {"authorization": "Bearer wrong"}}, None) == {"isAuthorized": False}
     assert authorize({"headers": {}}, None) == {"isAuthorized": False}
 
