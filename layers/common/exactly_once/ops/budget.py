@@ -62,7 +62,8 @@ class Budget:
 def check(conn: psycopg.Connection[Any], budget: Budget) -> dict[str, Any]:
     """Raise ``ConfigurationError`` when the caps do not fit; else the numbers, for the deploy's outputs."""
     row = conn.execute(_SERVER).fetchone()
-    assert row is not None
+    if row is None:  # one aggregate row, always
+        raise ConfigurationError("the database returned no connection settings")
     max_connections, reserved, others = (int(v) for v in row)
     problems = budget.problems(max_connections, reserved, others)
     if problems:

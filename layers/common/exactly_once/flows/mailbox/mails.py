@@ -89,7 +89,7 @@ def process_mails(
 def _one(
     conn: psycopg.Connection[Any], job_id: str, token: uuid.UUID, user_id: str, mail: Mail, processor: MailProcessor
 ) -> str:
-    assert mail.raw is not None
+    raw = _raw(mail)
     key = {"user_id": user_id, "message_id": mail.message_id}
     with conn.transaction():
         if conn.execute(q("mailbox_job_fence"), {"job_id": job_id, "token": token}).fetchone() is None:
@@ -109,7 +109,7 @@ def _one(
                 if inserted is None:
                     return "duplicates"
                 parsed = parse(
-                    mail.raw,
+                    raw,
                     user_id=user_id,
                     message_id=mail.message_id,
                     uid=mail.uid,
@@ -147,7 +147,7 @@ def _one(
 
 def _failed(conn: psycopg.Connection[Any], job_id: str, user_id: str, mail: Mail, error: str, *, limit: int) -> str:
     """Count the failure (inside the fenced transaction); quarantine the mail at the limit."""
-    assert mail.raw is not None
+    raw = _raw(mail)
     error = error[:1000]
     row = conn.execute(
         q("mail_failure_record"),
@@ -161,7 +161,7 @@ def _failed(conn: psycopg.Connection[Any], job_id: str, user_id: str, mail: Mail
             "received_at": mail.received_at,
             "subject": mail.subject,
             "sender": mail.sender,
-            "raw": mail.raw,
+            "raw": raw,
         },
     ).fetchone()
     counters.incr(PROVIDER, Metric.FAILED)
@@ -175,7 +175,7 @@ def _failed(conn: psycopg.Connection[Any], job_id: str, user_id: str, mail: Mail
         provider=PROVIDER,
         event_key=f"{user_id}:{mail.message_id}",
         reason=f"mail processor failed {failures} time(s); last: {error}",
-        raw=raw_text(mail.raw),
+        raw=raw_text(raw),
         external_id=mail.message_id,
     )
     conn.execute(
@@ -193,3 +193,10 @@ def raw_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _raw(mail: Mail) -> bytes:
+    """The message's bytes: only mails read in full (not ``known`` ones) reach the processor or a failure."""
+    if mail.raw is None:
+        raise ValueError(f"mail {mail.message_id!r} was not read in full")
+    return mail.raw

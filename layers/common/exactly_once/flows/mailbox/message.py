@@ -57,7 +57,8 @@ def parse(
 ) -> ParsedMail:
     """The mail's parts. ``message_id``, ``subject`` and ``sender`` are the ones the job keyed it by."""
     message = BytesParser(policy=email.policy.default).parsebytes(raw)
-    assert isinstance(message, EmailMessage)  # the default policy's message class
+    if not isinstance(message, EmailMessage):  # the default policy's message class: never another
+        raise TypeError("email.policy.default parsed into an unexpected message class")
     text_part = _body(message, "plain")
     html_part = _body(message, "html")
     attachments = tuple(
