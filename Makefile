@@ -77,11 +77,13 @@ rds-ca: install ## refresh the RDS CA bundle the layer verifies Postgres against
 	$(PY) .ci/rds_ca_bundle.py --source $(or $(SOURCE),amazon)
 
 layer-lock: install ## compile the layer's exact pins with hashes (uv) from layers/common/requirements.in
-	@# botocore and its dependencies come with the Lambda runtime's boto3 (aws-xray-sdk asks for them): not shipped twice.
+	@# boto3 and botocore ship in the layer, pinned with the rest: aws-xray-sdk asks for botocore, and
+	@# sam build's pip (--require-hashes, as every line has a hash) needs every package pinned; a layer's own
+	@# SDK also keeps the runtime's boto3 from drifting under us. Constrained by requirements.lock: the
+	@# versions the tests ran with are the versions that ship.
 	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile layers/common/requirements.in --generate-hashes \
 	  --python-version 3.12 --python-platform aarch64-manylinux_2_28 --custom-compile-command "make layer-lock" \
-	  --no-emit-package botocore --no-emit-package python-dateutil --no-emit-package six --no-emit-package urllib3 \
-	  -o layers/common/requirements.txt
+	  --constraint requirements.lock -o layers/common/requirements.txt
 	$(PY) -m pip install -q --no-deps --require-hashes -r layers/common/requirements.txt
 
 lock: install ## pin the dependency closure of requirements-dev.txt into requirements.lock (pip-audit reads it)

@@ -70,12 +70,12 @@ class Metric:
     FAILED = "EventsFailed"  # a processor raised: SQS retries the message, then the DLQ keeps it
     REPLAYED = "EventsReplayed"  # operator replays the worker received (exactly-once quarantine replay)
     OPEN_QUARANTINE = "OpenQuarantine"  # gauge: quarantine rows awaiting an operator (ops_gauges, every minute)
-
     GRAPH_SUBSCRIPTION_FAILURES = "GraphSubscriptionFailures"  # a create/renew/delete Graph refused or left unanswered
     GRAPH_AT_RISK = "GraphSubscriptionsAtRisk"  # gauge: watched mailboxes without a subscription lasting 24 h more
     GRAPH_RESYNCED = "GraphMailsResynced"  # mails a delta resync queued (duplicates of live ones included)
     GRAPH_THROTTLED = "GraphThrottled"  # a Graph 429/503: the event went back to the queue for Retry-After
     GRAPH_UNMANAGED = "GraphUnmanagedNotifications"  # a subscription or mailbox the bundle does not manage: quarantined
+
 
 class Counters:
     """Counts per provider during one invocation; ``flush`` emits one EMF blob per provider."""
