@@ -1,7 +1,8 @@
 """Re-sign a sample event of ``events/`` for now, with this machine's secrets, and print or post it.
 
 The committed samples are signed with the test secrets at a fixed time, so the timestamped ones
-(Standard Webhooks, Stripe, Slack) are stale by the time anyone sends them. This signs the body
+(Standard Webhooks, Stripe, Slack) are stale by the time anyone sends them, and LiveKit's token, once
+ten years long, is refused as an absurd lifetime (a webhook token lives five minutes). This signs the body
 again the way the provider would::
 
     python -m devstack.sign_sample events/stripe_event.json > /tmp/stripe.json   # for sam local invoke
@@ -60,6 +61,12 @@ def resign(event: dict[str, Any], secrets: Mapping[str, str], now: int | None = 
         headers["stripe-signature"] = f"t={stamp},v1={_hex(secret, f'{stamp}.'.encode() + body)}"
     elif path == "/webhooks/github":
         headers["x-hub-signature-256"] = "sha256=" + _hex(secrets["GITHUB_WEBHOOK_SECRET"], body)
+    elif path == "/webhooks/livekit":
+        import jwt  # pyjwt, as the layer has it
+
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        claims = {"iss": secrets["LIVEKIT_API_KEY"], "sub": "", "nbf": stamp, "exp": stamp + 300, "sha256": digest}
+        headers["authorization"] = jwt.encode(claims, secrets["LIVEKIT_API_SECRET"], algorithm="HS256")
     elif path == "/webhooks/slack":
         signature = _hex(secrets["SLACK_SIGNING_SECRET"], f"v0:{stamp}:".encode() + body)
         headers |= {"x-slack-request-timestamp": str(stamp), "x-slack-signature": f"v0={signature}"}

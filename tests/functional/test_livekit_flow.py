@@ -209,10 +209,17 @@ def test_plain_application_json_is_accepted_other_types_refused(stack, db):
     assert post(stack, OTHER, {**headers(OTHER), "content-type": "text/plain"}).status == 415
 
 
-def test_the_sample_event_file_is_a_valid_signed_delivery(stack, db):
+def test_the_sample_event_file_is_a_valid_signed_delivery_once_resigned(stack, db):
     from devstack.lambda_runtime import LambdaContext
+    from devstack.sign_sample import resign
     from devstack.template import ROOT
+    from tests.harness import TEST_SECRETS
 
     event = json.loads((ROOT / "events" / "livekit_room_finished.json").read_text())
-    result = stack.handler("LiveKitIngestFunction")(event, LambdaContext(function_name="LiveKitIngestFunction"))
+    handler = stack.handler("LiveKitIngestFunction")
+    # The committed token is long-lived: refused as an absurd lifetime, as a captured token would be
+    result = handler(event, LambdaContext(function_name="LiveKitIngestFunction"))
+    assert (result["statusCode"], json.loads(result["body"])["error"]) == (401, "token_lifetime")
+    # Signed again for now (python -m devstack.sign_sample), the same body is a valid delivery
+    result = handler(resign(event, TEST_SECRETS), LambdaContext(function_name="LiveKitIngestFunction"))
     assert result["statusCode"] == 200 and json.loads(result["body"])["accepted"] == 1
