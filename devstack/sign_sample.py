@@ -64,8 +64,8 @@ def resign(event: dict[str, Any], secrets: Mapping[str, str], now: int | None = 
     elif path == "/webhooks/livekit":
         import jwt  # pyjwt, as the layer has it
 
-        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-        claims = {"iss": secrets["LIVEKIT_API_KEY"], "sub": "", "nbf": stamp, "exp": stamp + 300, "sha256": digest}
+        body_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        claims = {"iss": secrets["LIVEKIT_API_KEY"], "sub": "", "nbf": stamp, "exp": stamp + 300, "sha256": body_hash}
         headers["authorization"] = jwt.encode(claims, secrets["LIVEKIT_API_SECRET"], algorithm="HS256")
     elif path == "/webhooks/slack":
         signature = _hex(secrets["SLACK_SIGNING_SECRET"], f"v0:{stamp}:".encode() + body)
