@@ -21,14 +21,14 @@ The contract (docs/mailbox-jobs.md):
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import psycopg
 
-from exactly_once.core.errors import ConfigurationError, ExactlyOnceError
+from exactly_once.core.errors import ExactlyOnceError
+from exactly_once.core.plugins import load_plugin
 from exactly_once.flows.mailbox.message import ParsedMail
 
 SETTING = "MAILBOX_PROCESSOR"
@@ -56,19 +56,4 @@ def load_processor(spec: str | None = None) -> MailProcessor:
     spec = spec if spec is not None else os.environ.get(SETTING, "")
     if not spec:
         return RecordOnly()
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigurationError(f"{SETTING} must be 'module:attr', got {spec!r}")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"{SETTING} {spec!r} cannot be loaded: {exc}") from exc
-    # A class has a ``process`` attribute too: instantiate it; a plain factory is called.
-    if isinstance(target, type) or (not isinstance(target, MailProcessor) and callable(target)):
-        try:
-            target = target()
-        except TypeError as exc:
-            raise ConfigurationError(f"{SETTING} {spec!r} cannot be built without arguments: {exc}") from exc
-    if not isinstance(target, MailProcessor):
-        raise ConfigurationError(f"{SETTING} {spec!r} has no process(conn, mail) method")
-    return target
+    return cast(MailProcessor, load_plugin(SETTING, spec, MailProcessor, "process(conn, mail)"))

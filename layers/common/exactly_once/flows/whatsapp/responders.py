@@ -10,11 +10,10 @@ normal path; under a true race two workers may both ask it, and only one answer 
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
-from exactly_once.core.errors import ConfigurationError
+from exactly_once.core.plugins import load_plugin
 from exactly_once.flows.whatsapp.messages import InboundMessage
 
 
@@ -49,19 +48,4 @@ def load_responder(spec: str | None = None) -> Responder:
     spec = spec if spec is not None else os.environ.get("WHATSAPP_RESPONDER", "")
     if not spec.strip():
         return SilentResponder()
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigurationError(f"WHATSAPP_RESPONDER must be 'module:attr', got {spec!r}")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} cannot be loaded: {exc}") from exc
-    # A class has a ``reply`` attribute too: instantiate it; a plain factory is called.
-    if isinstance(target, type) or (not isinstance(target, Responder) and callable(target)):
-        try:
-            target = target()
-        except TypeError as exc:
-            raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} cannot be built without arguments: {exc}") from exc
-    if not isinstance(target, Responder):
-        raise ConfigurationError(f"WHATSAPP_RESPONDER {spec!r} has no reply(message) method")
-    return target
+    return cast(Responder, load_plugin("WHATSAPP_RESPONDER", spec, Responder, "reply(message)"))
