@@ -20,6 +20,22 @@ def _fresh_secrets_provider():
     DEFAULT_PROVIDERS.clear()
 
 
+@pytest.fixture
+def secretsmanager(moto_server, monkeypatch):
+    """Secrets Manager on the run's moto server, for Powertools Parameters too (``AWS_ENDPOINT_URL``).
+
+    Not ``mock_aws``: its exit resets moto's in-process backends, which the session's moto server shares,
+    and every queue and table of the tests after it on this worker would be gone.
+    """
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return boto3.client("secretsmanager", endpoint_url=moto_server.url, region_name="us-east-1")
+
+
 def test_missing_secret_fails_fast(monkeypatch):
     monkeypatch.delenv("APP_SECRET_ARN", raising=False)
     monkeypatch.delenv("NOT_THERE", raising=False)
@@ -47,25 +63,20 @@ def test_an_imap_password_comes_from_the_environment_only_without_a_secret(monke
     assert secrets.imap_password("IMAP_PASSWORD_ALICE") == "local-pw"
 
 
-def test_with_a_secret_configured_the_environment_is_never_read(monkeypatch):
+def test_with_a_secret_configured_the_environment_is_never_read(monkeypatch, secretsmanager):
     import json
     import uuid
 
-    import boto3
-    from moto import mock_aws
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():  # in process: Powertools Parameters reads a real (moto) Secrets Manager
-        doc = {"IMAP_PASSWORD_BOB": "bob-pw"}
-        name = f"imap-{uuid.uuid4().hex}"
-        arn = boto3.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps(doc))["ARN"]
-        # GIVEN the secret holds Bob's password, and the environment a value for Alice (planted, or stale)
-        monkeypatch.setenv("IMAP_SECRET_ARN", arn)
-        monkeypatch.setenv("IMAP_PASSWORD_ALICE", "from-the-environment")
-        assert secrets.imap_password("IMAP_PASSWORD_BOB") == "bob-pw"
-        with pytest.raises(ConfigurationError, match="not configured in the IMAP_SECRET_ARN secret"):
-            secrets.imap_password("IMAP_PASSWORD_ALICE")
+    # Powertools Parameters reads a real (moto) Secrets Manager
+    doc = {"IMAP_PASSWORD_BOB": "bob-pw"}
+    name = f"imap-{uuid.uuid4().hex}"
+    arn = secretsmanager.create_secret(Name=name, SecretString=json.dumps(doc))["ARN"]
+    # GIVEN the secret holds Bob's password, and the environment a value for Alice (planted, or stale)
+    monkeypatch.setenv("IMAP_SECRET_ARN", arn)
+    monkeypatch.setenv("IMAP_PASSWORD_ALICE", "from-the-environment")
+    assert secrets.imap_password("IMAP_PASSWORD_BOB") == "bob-pw"
+    with pytest.raises(ConfigurationError, match="not configured in the IMAP_SECRET_ARN secret"):
+        secrets.imap_password("IMAP_PASSWORD_ALICE")
 
 
 # -- secrets split by purpose (issue 16, item 5) -----------------------------------------------------------
@@ -92,33 +103,29 @@ def test_each_secret_name_has_one_purpose(name, purpose):
     assert secrets.purpose_of(name) == purpose
 
 
-def test_a_purpose_secret_is_read_alone_and_the_shared_document_only_for_purposes_without_one(monkeypatch):
+def test_a_purpose_secret_is_read_alone_and_the_shared_document_only_for_purposes_without_one(
+    monkeypatch, secretsmanager
+):
     import json
     import uuid
 
-    import boto3
-    from moto import mock_aws
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     for purpose in ("OPERATOR", "GRAPH"):
         monkeypatch.delenv(f"SECRET_ARN_{purpose}", raising=False)
     monkeypatch.delenv("GRAPH_CLIENT_STATE", raising=False)
     monkeypatch.delenv("API_TOKEN", raising=False)
-    with mock_aws():
-        client = boto3.client("secretsmanager")
+    client = secretsmanager
 
-        def secret(doc: dict[str, str]) -> str:
-            return client.create_secret(Name=f"s-{uuid.uuid4().hex}", SecretString=json.dumps(doc))["ARN"]
+    def secret(doc: dict[str, str]) -> str:
+        return client.create_secret(Name=f"s-{uuid.uuid4().hex}", SecretString=json.dumps(doc))["ARN"]
 
-        shared = secret({"GRAPH_CLIENT_STATE": "from-the-shared-document", "API_TOKEN": "shared-token"})
-        graph = secret({"GRAPH_CLIENT_STATE": "from-the-graph-secret"})
-        monkeypatch.setenv("APP_SECRET_ARN", shared)
-        # GIVEN Graph has a secret of its own, the operator token not (yet)
-        monkeypatch.setenv("SECRET_ARN_GRAPH", graph)
-        assert get_secret("GRAPH_CLIENT_STATE") == "from-the-graph-secret"
-        assert get_secret("API_TOKEN") == "shared-token"
-        # WHEN the operator token gets its own secret, without the key: never the shared document's value
-        monkeypatch.setenv("SECRET_ARN_OPERATOR", graph)
-        with pytest.raises(ConfigurationError, match="SECRET_ARN_OPERATOR"):
-            get_secret("API_TOKEN")
+    shared = secret({"GRAPH_CLIENT_STATE": "from-the-shared-document", "API_TOKEN": "shared-token"})
+    graph = secret({"GRAPH_CLIENT_STATE": "from-the-graph-secret"})
+    monkeypatch.setenv("APP_SECRET_ARN", shared)
+    # GIVEN Graph has a secret of its own, the operator token not (yet)
+    monkeypatch.setenv("SECRET_ARN_GRAPH", graph)
+    assert get_secret("GRAPH_CLIENT_STATE") == "from-the-graph-secret"
+    assert get_secret("API_TOKEN") == "shared-token"
+    # WHEN the operator token gets its own secret, without the key: never the shared document's value
+    monkeypatch.setenv("SECRET_ARN_OPERATOR", graph)
+    with pytest.raises(ConfigurationError, match="SECRET_ARN_OPERATOR"):
+        get_secret("API_TOKEN")
