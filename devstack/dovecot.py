@@ -39,6 +39,7 @@ def _free_port() -> int:
 class Dovecot:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="eo-dovecot-")))
     port: int = field(default_factory=_free_port)
+    _passwd_mtime: int = 0
     users: dict[str, str] = field(default_factory=dict)
     #: (certificate chain, key) PEM files: IMAP over TLS only on ``port`` (imaps), instead of plain IMAP
     tls: tuple[Path, Path] | None = None
@@ -145,11 +146,34 @@ service stats {{
         path = self.root / "dovecot.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def wait_for_login(self, username: str, password: str, timeout: float = 15.0) -> None:
+        """Until dovecot lets this user in: it notices a changed passwd-file on its own schedule."""
+        import imaplib
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with imaplib.IMAP4(self.host, self.port) as client:
+                    client.login(username, password)
+                    return
+            except imaplib.IMAP4.error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def add_user(self, username: str, password: str) -> None:
         """A passwd-file user (re-read by dovecot on each login)."""
         self.users[username] = password
         lines = [f"{u}:{{PLAIN}}{p}::::::" for u, p in self.users.items()]
-        (self.root / "passwd").write_text("\n".join(lines) + "\n")
+        # Written aside, then renamed over: a login at that moment reads the old file or the new one, never a
+        # truncated one. Dovecot re-reads a passwd-file when its mtime (whole seconds) changes: a user added in
+        # the second of the last read was refused ("auth failed") until the next second's change, so every
+        # write gets an mtime one second past the last one.
+        tmp = self.root / "passwd.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        self._passwd_mtime = max(int(time.time()), self._passwd_mtime + 1)
+        os.utime(tmp, (self._passwd_mtime, self._passwd_mtime))
+        tmp.rename(self.root / "passwd")
         uid, gid, _ = self._ids()
         maildir = self.root / "mail" / username / "Maildir"
         for sub in ("cur", "new", "tmp"):

@@ -83,6 +83,8 @@ def mailbox_user(
             proxy=imap_proxy,
         )
         dovecot.add_user(user.username, user.password)
+        if not dovecot.tls:
+            dovecot.wait_for_login(user.username, user.password)
         monkeypatch.setenv(user.secret_name, user.password)  # secrets.get_secret: the environment first
         db.execute(
             "INSERT INTO mailbox_configs (user_id, interval_minutes, enabled, imap_host, imap_port, imap_username,"

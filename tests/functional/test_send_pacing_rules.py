@@ -140,6 +140,12 @@ def test_ten_workers_racing_for_one_accounts_rows_take_no_more_than_its_cap(stac
         t.start()
     for t in threads:
         t.join(60)
-    # THEN exactly three were sent, the rest deferred
-    assert sorted(outcomes) == ["deferred"] * 7 + ["sent"] * 3
+    # THEN no more than three were sent, the rest deferred
+    assert len(outcomes) == 10 and set(outcomes) <= {"deferred", "sent"}
+    assert outcomes.count("sent") <= 3
+    # AND once the deferred rows come due again (a claim that met the pacing row locked by another defers
+    # rather than wait, so on a busy machine the race may take fewer than three), the cap is reached exactly
+    db.execute("UPDATE send_queue SET scheduled_for = now() WHERE status = 'pending'")
+    again = [deliver(db, i) for i in ids]
+    assert outcomes.count("sent") + again.count("sent") == 3
     assert stack.fakes.count("unipile.send") == 3
