@@ -446,7 +446,12 @@ def _recover(
             if 200 <= answer.status < 300:
                 got_2xx.add(eid)
     assert got_2xx == set(deliveries), f"never accepted after the faults stopped: {set(deliveries) - got_2xx}"
-    for _ in range(6):
+    for round_ in range(10):
+        if round_ >= 2:
+            # The faults are over: a send the storm deferred (Retry-After, a backoff) is due now rather than
+            # after its wait, as if the clock had moved on (its outbox record comes due with it).
+            db.execute("UPDATE send_queue SET scheduled_for = now() WHERE status = 'pending' AND scheduled_for > now()")
+            db.execute("UPDATE send_outbox SET available_at = now() WHERE relayed_at IS NULL AND available_at > now()")
         redrive(stack)
         reap()  # leases lapsed -> unknown; unknown -> reconciled (sent, pending or review); outbox swept
         redrive(stack, "SendWorkerFunction", "SendQueue")
