@@ -291,8 +291,14 @@ def test_failing_message_is_redriven_to_the_dead_letter_queue(stack):
             time.sleep(0.5)
         assert queues["EventsDeadLetterQueue"]["visible"] == dlq_before + 1
         assert queues["EventsQueue"]["visible"] + queues["EventsQueue"]["in_flight"] == 0
-        calls = [e for e in launcher.get_json(stack.url + "/local/effects") if e["key"] == f"storm-{flow.run}-0"]
-        assert calls[0]["count"] == 5  # one fetch per receive: the redrive honoured maxReceiveCount
+        # Every fetch failed, so none is an effect (/local/effects): the fake's call record counts the attempts
+        calls = [
+            c
+            for c in launcher.get_json(stack.url + "/fake/_fake/calls")
+            if c["key"] == f"storm-{flow.run}-0" and c["kind"] == "graph.get_message" and c["refused"] is None
+        ]
+        assert len(calls) == 5 and all(c["failed"] for c in calls)  # one fetch per receive: maxReceiveCount held
+        assert not [e for e in launcher.get_json(stack.url + "/local/effects") if e["key"] == f"storm-{flow.run}-0"]
     finally:
         client.json("POST", "/fake/_fake/behaviour", {"kind": "graph.get_message", "fail_times": 0})
 
