@@ -14,26 +14,24 @@ import socket
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Self
 
 _LOGIN = re.compile(rb"^\S+ LOGIN \"?([^\s\"]+)\"?", re.IGNORECASE | re.MULTILINE)
 
 
-@dataclass
-class CountingImapProxy:
-    upstream: tuple[str, int]
-    host: str = "127.0.0.1"
-    port: int = 0
-    open_now: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    max_at_once: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    logins: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: socket.socket | None = None
+class TcpListener:
+    """Accepts connections on ``host``:``port`` (0: any free port) and serves each on a thread of its own."""
 
-    def start(self) -> CountingImapProxy:
+    host: str
+    port: int
+    _server: socket.socket | None
+    backlog = 64
+
+    def start(self) -> Self:
         self._server = socket.socket()
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind((self.host, self.port))
-        self._server.listen(64)
+        self._server.listen(self.backlog)
         self.port = int(self._server.getsockname()[1])
         threading.Thread(target=self._accept, daemon=True).start()
         return self
@@ -41,11 +39,6 @@ class CountingImapProxy:
     def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.max_at_once.clear()
-            self.logins.clear()
 
     def _accept(self) -> None:
         assert self._server is not None
@@ -55,6 +48,26 @@ class CountingImapProxy:
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class CountingImapProxy(TcpListener):
+    upstream: tuple[str, int]
+    host: str = "127.0.0.1"
+    port: int = 0
+    open_now: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    max_at_once: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    logins: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: socket.socket | None = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self.max_at_once.clear()
+            self.logins.clear()
 
     def _serve(self, client: socket.socket) -> None:
         try:

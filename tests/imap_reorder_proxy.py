@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from devstack.imap_proxy import TcpListener
+
 _FETCH = re.compile(rb"^\* \d+ FETCH \(")
 _UID = re.compile(rb"(?<=[( ])UID (\d+) ?")
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
@@ -31,35 +33,14 @@ def uid_after_literals(response: bytes) -> bytes:
 
 
 @dataclass
-class ReorderingImapProxy:
+class ReorderingImapProxy(TcpListener):
     upstream: tuple[str, int]
     host: str = "127.0.0.1"
     port: int = 0
     reordered: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: socket.socket | None = None
-
-    def start(self) -> ReorderingImapProxy:
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind((self.host, self.port))
-        self._server.listen(16)
-        self.port = int(self._server.getsockname()[1])
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    def _accept(self) -> None:
-        assert self._server is not None
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+    backlog = 16
 
     def _serve(self, client: socket.socket) -> None:
         try:
