@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devstack.fakes import Behaviour
 from exactly_once.ops import cli
 from tests.functional.test_operations_cli import KEY_M1, quarantine_mail_without_message_id
 from tests.graph_support import add_mail, body, item, post
@@ -144,6 +145,13 @@ def test_a_send_in_review_is_settled_once_with_the_operators_decision(stack, db)
             "invalid_decision",
         ),
         ("POST", "jobs/nobody/trigger", {"operator": "a"}, "key-no-user", 404, "not_found"),
+        ("GET", "dlq?limit=51", None, None, 400, "invalid_limit"),
+        ("PUT", "dlq", None, None, 405, "method_not_allowed"),
+        ("POST", "dlq/replay", {"operator": "a", "limit": 0}, "key-dlq-limit", 400, "invalid_limit"),
+        ("POST", "dlq/replay", {"operator": "a", "limit": "5"}, "key-dlq-limit-text", 400, "invalid_limit"),
+        ("POST", "dlq/replay", {"limit": 5}, "key-dlq-no-operator", 400, "missing_operator"),
+        ("POST", "quarantine/1/replay", {"operator": "a", "payload": "[]"}, "key-payload-list", 400, "invalid_payload"),
+        ("POST", "quarantine/1/replay", {"operator": "a", "payload": "{x"}, "key-payload-text", 400, "invalid_payload"),
     ],
 )
 def test_bad_input_gets_its_status_and_a_json_body(stack, db, method, path, payload, key, status, code):
@@ -224,3 +232,71 @@ def test_graph_subscriptions_show_expiry_and_a_resync_is_asked_once(stack, db):
     assert (first.status, first.json()["repeated"], again.json()["repeated"]) == (200, False, True)
     assert db.execute("SELECT resync_wanted_at IS NOT NULL FROM graph_mailboxes").fetchone() == (True,)
     assert unknown.status == 404
+
+
+def test_the_events_dlq_is_listed_then_replayed_once_with_the_operator_recorded(stack, db):
+    # GIVEN Graph failing for longer than every retry: the event ends in the events DLQ
+    add_mail(stack, "m1", "<m1@example.com>")
+    stack.fakes.behaviours["graph.get_message"] = Behaviour(fail_times=1000, fail_status=503)
+    post(stack, body(item("m1")))
+    stack.drain()
+    assert stack.queue_depth("EventsDeadLetterQueue") == 1
+    # WHEN the console lists the DLQ (a look: nothing taken), Graph is back, and Replay is clicked twice
+    answer = get(stack, "dlq")
+    assert [(d["key"], d["provider"], d["receives"] > 0) for d in answer.json()["items"]] == [(KEY_M1, "graph", True)]
+    for name, value in TEST_SECRETS.items():
+        assert value not in answer.body.decode(), f"{name} leaked"
+    assert stack.queue_depth("EventsDeadLetterQueue") == 1
+    stack.fakes.behaviours.pop("graph.get_message")
+    request = {"operator": "carol", "note": "Graph outage over", "limit": 10}
+    first = act(stack, "dlq/replay", request, key="dlq-click-1")
+    again = act(stack, "dlq/replay", request, key="dlq-click-1")
+    stack.drain()
+    # THEN one replay: the second click got the first answer, one ticket, the DLQ empty, the operator recorded
+    assert first.status == 200 and first.json()["count"] == 1 and first.json()["repeated"] is False
+    assert [(r["key"], r["previous_outcome"]) for r in first.json()["replayed"]] == [(KEY_M1, None)]
+    assert (
+        again.status == 200
+        and again.json()["repeated"] is True
+        and again.json()["replayed"] == first.json()["replayed"]
+    )
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert stack.queue_depth("EventsDeadLetterQueue") == 0
+    assert db.execute("SELECT quarantine_id, requested_by, note, outcome FROM replay_log").fetchall() == [
+        (None, "carol", "Graph outage over", "ticket")
+    ]
+    # AND a new key on an empty DLQ replays nothing
+    empty = act(stack, "dlq/replay", request, key="dlq-click-2")
+    assert (empty.status, empty.json()["count"]) == (200, 0)
+    assert get(stack, "dlq").json()["items"] == []
+
+
+def test_an_unreadable_item_is_replayed_once_from_a_corrected_payload(stack, db):
+    # GIVEN an authentic Graph item without resourceData.id: quarantined by the worker
+    add_mail(stack, "m1", "<m1@example.com>")
+    broken = item("m1")
+    del broken["resourceData"]["id"]
+    post(stack, body(broken))
+    stack.drain()
+    qid, qkey, raw = db.execute("SELECT id, event_key, raw FROM quarantine").fetchone()
+    # WHEN the payload is not a JSON object, then replayed as it is, then corrected (twice with one key)
+    for n, bad in enumerate(("{not json", "[1, 2]", "NaN", 42)):
+        refused = act(stack, f"quarantine/{qid}/replay", {"operator": "dan", "payload": bad}, key=f"bad-payload-{n}")
+        assert (refused.status, refused.json()["error"]) == (400, "invalid_payload"), refused.json()
+    as_is = act(stack, f"quarantine/{qid}/replay", {"operator": "dan"}, key="as-is-key-1")
+    assert as_is.status == 409 and "payload" in as_is.json()["message"]
+    fixed = json.loads(raw)
+    fixed["resourceData"]["id"] = "m1"
+    request = {"operator": "dan", "note": "id restored", "payload": json.dumps(fixed, indent=2)}
+    first = act(stack, f"quarantine/{qid}/replay", request, key="fixed-key-1")
+    again = act(stack, f"quarantine/{qid}/replay", request, key="fixed-key-1")
+    stack.drain()
+    # THEN one replay under the item's own key, one ticket, the lineage kept, the operator recorded
+    assert first.status == 200 and first.json()["key"] == KEY_M1, first.json()
+    assert again.json()["repeated"] is True and again.json()["replay_id"] == first.json()["replay_id"]
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
+    assert db.execute("SELECT requested_by, note, replayed_key, outcome FROM replay_log").fetchall() == [
+        ("dan", "id restored", KEY_M1, "ticket")
+    ]
+    assert db.execute("SELECT replay_of FROM event_log WHERE event_key = %s", (KEY_M1,)).fetchone() == (qkey,)
+    assert db.execute("SELECT count(*) FROM console_actions WHERE answer IS NULL").fetchone()[0] == 0

@@ -192,7 +192,7 @@ def test_an_operator_finds_reads_resolves_and_replays_quarantined_mail(stack, br
     trace = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[data-testid=trace]"), "the trace")[0]
     assert "ticket" in trace.text and "alice@oncall" in trace.text
     # AND the other views load (empty here) without an error
-    for tab in ("sends", "jobs", "graph"):
+    for tab in ("sends", "jobs", "graph", "dlq"):
         browser.find_element(By.CSS_SELECTOR, f"a[data-tab={tab}]").click()
         wait_for(lambda tab=tab: "nothing here" in browser.find_element(By.ID, f"{tab}-body").text, f"the {tab} view")
     # AND the browser logged no error (the wrong token's 403 aside, which the page handled)

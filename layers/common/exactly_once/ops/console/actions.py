@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from exactly_once.core.errors import ExactlyOnceError
+from exactly_once.core.errors import BadRequestError, DependencyUnavailableError, ExactlyOnceError
 from exactly_once.core.queries import q
 
 
@@ -101,10 +101,11 @@ def replay_quarantine(
     by: str,
     note: str | None,
     force: bool,
+    payload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from exactly_once.ops import quarantine
 
-    done = quarantine.replay(conn, sqs, queue_url, quarantine_id, by=by, note=note, force=force)
+    done = quarantine.replay(conn, sqs, queue_url, quarantine_id, by=by, note=note, payload=payload, force=force)
     # The same fields `exactly-once quarantine replay` prints.
     return {
         "replayed": done.quarantine_id,
@@ -149,3 +150,50 @@ def graph_resync(conn: psycopg.Connection[Any], mailbox: str) -> dict[str, Any]:
     if not want_resync(conn, mailbox, datetime.now(UTC)):
         raise UnknownMailboxError(f"no Graph mailbox {mailbox}")
     return {"mailbox": mailbox, "resync_wanted": True}
+
+
+def replay_dead_letters(
+    conn: psycopg.Connection[Any], sqs: Any, dlq_url: str, queue_url: str, *, by: str, note: str | None, limit: int
+) -> dict[str, Any]:
+    """`exactly-once dlq replay`: each failed event back on the events queue, recorded in replay_log."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from exactly_once.ops import quarantine
+
+    try:
+        done = quarantine.replay_dead_letters(conn, sqs, dlq_url, queue_url, by=by, note=note, limit=limit)
+    except (BotoCoreError, ClientError) as exc:
+        raise DependencyUnavailableError("the events dead-letter queue did not answer", exc) from exc
+    return {
+        "count": len(done),
+        "replayed": [
+            {
+                "replay_id": r.replay_id,
+                "key": r.event_key,
+                "previous_outcome": r.previous_outcome,
+                "queue_message_id": r.queue_message_id,
+            }
+            for r in done
+        ],
+    }
+
+
+def corrected_payload(value: Any, longest: int) -> dict[str, Any] | None:
+    """The operator's corrected payload (`quarantine replay --payload`): a JSON object, or its text from the page."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        if len(value) > longest:
+            raise BadRequestError(f"payload is longer than {longest} characters", code="invalid_payload")
+        try:
+            value = json.loads(value, parse_constant=_no_constant)
+        except ValueError as exc:
+            where = f": {exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise BadRequestError(f"payload is not JSON{where}", code="invalid_payload") from exc
+    if not isinstance(value, dict):
+        raise BadRequestError("payload must be a JSON object", code="invalid_payload")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

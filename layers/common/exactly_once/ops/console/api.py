@@ -10,10 +10,12 @@
     GET  sends?status=review|unknown&before_id=&limit=       and  sends/{id}
     GET  jobs?after_user=&limit=               mailbox users, their latest job
     GET  graph                                 Graph mailboxes: subscription expiry, last renewal, resync
+    GET  dlq?limit=                            the events DLQ, a look (`exactly-once dlq list`)
 
 Actions (POST, JSON body, ``Idempotency-Key`` header, ``operator`` in the body, as the CLI's ``--by``):
 
-    quarantine/{id}/resolve {note}     quarantine/{id}/replay {note, force}
+    quarantine/{id}/resolve {note}     quarantine/{id}/replay {note, force, payload}
+    dlq/replay {note, limit}           (`exactly-once dlq replay`)
     sends/{id}/resolve {decision, note, provider_message_id}     jobs/{user_id}/trigger {}
     graph/{mailbox}/resync {}
 """
@@ -37,6 +39,8 @@ from exactly_once.ops.console.redact import redact
 PREFIX = "/console/api/"
 MAX_LIMIT = 200
 MAX_TEXT = 2000
+MAX_DLQ = 50
+MAX_PAYLOAD = 100_000
 PROVIDER = re.compile(r"^[a-z0-9_-]{1,40}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,200}$")
 QUARANTINE_STATUSES = ("open", "replayed", "resolved", "all")
@@ -135,7 +139,13 @@ class ConsoleApi:
                 return self.act(request, "job.trigger", _text(user_id, "user_id", 200))
             case ["graph", mailbox, "resync"] if method == "POST":
                 return self.act(request, "graph.resync", _text(mailbox, "mailbox", 320).lower())
-            case ["overview" | "events" | "trace" | "quarantine" | "sends" | "jobs" | "graph", *_]:
+            case ["dlq"] if method == "GET":
+                limit = _int(request.query, "limit", 10, 1, MAX_DLQ)
+                letters = views.dead_letters(self.sqs(), self._dlq(), limit=limit, longest_body=MAX_TEXT)
+                return 200, {"items": letters, "next": None}
+            case ["dlq", "replay"] if method == "POST":
+                return self.act(request, "dlq.replay", "events")
+            case ["overview" | "events" | "trace" | "quarantine" | "sends" | "jobs" | "graph" | "dlq", *_]:
                 raise MethodNotAllowedError(method)
         raise NotFoundError(f"no console route {request.path}")
 
@@ -224,6 +234,16 @@ class ConsoleApi:
         found = views.mailbox_users(self.connection(), after_user=_optional(query, "after_user", 200), limit=limit)
         return 200, _page(found, limit, "user_id", cursor="after_user")
 
+    def _dlq(self) -> str:
+        if not self.settings.events_dlq_url:
+            raise ConfigurationError("EVENTS_DLQ_URL is not set: the console cannot read the dead-letter queue")
+        return self.settings.events_dlq_url
+
+    def _events_queue(self) -> str:
+        if not self.settings.events_queue_url:
+            raise ConfigurationError("EVENTS_QUEUE_URL is not set: the console cannot replay")
+        return self.settings.events_queue_url
+
     # -- actions ----------------------------------------------------------------------------------
 
     def act(self, request: Request, action: str, target: str) -> Answer:
@@ -255,14 +275,23 @@ class ConsoleApi:
         if action == "quarantine.resolve":
             return actions.resolve_quarantine(conn, int(target), by=by, note=_text(body.get("note"), "note", MAX_TEXT))
         if action == "quarantine.replay":
-            queue = self.settings.events_queue_url
-            if not queue:
-                raise ConfigurationError("EVENTS_QUEUE_URL is not set: the console cannot replay")
+            queue = self._events_queue()
             note = _optional_text(body.get("note"), "note", MAX_TEXT)
             force = body.get("force", False)
             if not isinstance(force, bool):
                 raise BadRequestError("force must be true or false", code="invalid_force")
-            return actions.replay_quarantine(conn, self.sqs(), queue, int(target), by=by, note=note, force=force)
+            payload = actions.corrected_payload(body.get("payload"), MAX_PAYLOAD)
+            return actions.replay_quarantine(
+                conn, self.sqs(), queue, int(target), by=by, note=note, force=force, payload=payload
+            )
+        if action == "dlq.replay":
+            limit = body.get("limit", 10)
+            if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_DLQ:
+                raise BadRequestError(f"limit must be a whole number from 1 to {MAX_DLQ}", code="invalid_limit")
+            note = _optional_text(body.get("note"), "note", MAX_TEXT)
+            return actions.replay_dead_letters(
+                conn, self.sqs(), self._dlq(), self._events_queue(), by=by, note=note, limit=limit
+            )
         if action == "send.resolve":
             decision = body.get("decision")
             if decision not in ("sent", "resend", "drop"):
@@ -276,10 +305,10 @@ class ConsoleApi:
             return actions.resolve_send(conn, int(target), decision, by=by, note=note, provider_message_id=message_id)
         if action == "graph.resync":
             return actions.graph_resync(conn, target)
-        queue = self.settings.jobs_queue_url
-        if not queue:
+        jobs = self.settings.jobs_queue_url
+        if not jobs:
             raise ConfigurationError("JOBS_QUEUE_URL is not set: the console cannot trigger jobs")
-        return actions.trigger_job(conn, self.sqs(), queue, target)
+        return actions.trigger_job(conn, self.sqs(), jobs, target)
 
 
 # -- parameters -----------------------------------------------------------------------------------

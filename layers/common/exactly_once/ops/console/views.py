@@ -141,3 +141,32 @@ def mailbox_users(conn: psycopg.Connection[Any], *, after_user: str | None, limi
 def graph_subscriptions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """Each watched mailbox, its live subscription (expiry, last renewal) and its resync (the manager's rows)."""
     return rows(conn, "graph_status", {})
+
+
+def dead_letters(sqs: SQSClient, dlq_url: str, *, limit: int, longest_body: int) -> list[dict[str, Any]]:
+    """`exactly-once dlq list`: a look at the events DLQ, nothing taken; a body that is no event, shown if short."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from exactly_once.core.errors import DependencyUnavailableError
+    from exactly_once.ops import quarantine
+
+    try:
+        letters = quarantine.dead_letters(sqs, dlq_url, limit=limit)
+    except (BotoCoreError, ClientError) as exc:
+        raise DependencyUnavailableError("the events dead-letter queue did not answer", exc) from exc
+    found = []
+    for d in letters:
+        event = d.event
+        entry: dict[str, Any] = {
+            "message_id": d.message_id,
+            "receives": d.receive_count,
+            "provider": event.provider if event else None,
+            "key": event.key if event else None,
+            "kind": event.kind if event else None,
+            "replay_of": (event.replay or {}).get("original_key") if event else None,
+            "payload": event.payload if event else None,
+            "body": None if event or len(d.body) > longest_body else d.body,
+            "body_length": len(d.body),
+        }
+        found.append(entry)
+    return found

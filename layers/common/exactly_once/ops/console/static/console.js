@@ -257,6 +257,31 @@ const views = {
     replace($("quarantine-body"), rows, next);
   },
 
+  async dlq() {
+    const params = formParams($("dlq-form"));
+    const page = await call(`dlq${query(params)}`);
+    const rows = table(page.items, [
+      ["message", "message_id"],
+      ["receives", "receives"],
+      ["provider", "provider"],
+      ["key", "key"],
+      ["kind", "kind"],
+      ["replay of", "replay_of"],
+      ["payload", (r) => (r.key ? rawBody(JSON.stringify(r.payload)) : r.body === null ? `not an event (${r.body_length} bytes)` : rawBody(r.body))],
+    ]);
+    const note = el("textarea", { id: "dlq-note", rows: "2", cols: "60", maxlength: "2000", placeholder: "why (kept in replay_log)" });
+    const limit = Math.min(50, Math.max(1, Number(params.limit) || 10));
+    const replay = (key) =>
+      call("dlq/replay", { key, body: { note: note.value, limit } }).then((answer) => {
+        views.dlq();
+        return answer;
+      });
+    const actions = page.items.length
+      ? el("div", { class: "actions" }, el("label", {}, "Note ", note), actionButton(`Replay up to ${limit}`, replay, "dlq-replay"))
+      : null;
+    replace($("dlq-body"), rows, actions);
+  },
+
   async sends(more) {
     const params = { ...formParams($("sends-form")), ...(more || {}) };
     const page = await call(`sends${query(params)}`);
@@ -368,8 +393,11 @@ const showQuarantine = guarded(async (id) => {
   const row = await call(`quarantine/${id}`);
   const note = el("textarea", { id: "q-note", rows: "2", cols: "60", maxlength: "2000", placeholder: "why (kept on the row and in replay_log)" });
   const force = el("input", { type: "checkbox", id: "q-force" });
+  // A corrected copy of what the provider sent (the CLI's --payload): sent as text, checked by the server.
+  const payload = el("textarea", { id: "q-payload", "data-testid": "q-payload", rows: "6", cols: "60", maxlength: "100000", spellcheck: "false", placeholder: "optional: a corrected JSON object to replay instead" });
+  const replayBody = () => ({ note: note.value, force: force.checked, ...(payload.value.trim() ? { payload: payload.value } : {}) });
   const act = (verb) => (key) =>
-    call(`quarantine/${id}/${verb}`, { key, body: verb === "replay" ? { note: note.value, force: force.checked } : { note: note.value } }).then(
+    call(`quarantine/${id}/${verb}`, { key, body: verb === "replay" ? replayBody() : { note: note.value } }).then(
       async (answer) => {
         await Promise.all([showQuarantine(id), views.quarantine()]);
         return answer;
@@ -393,6 +421,7 @@ const showQuarantine = guarded(async (id) => {
             { class: "actions" },
             el("label", {}, "Note ", note),
             row.status === "replayed" ? el("label", {}, force, " replay again (an interrupted replay)") : null,
+            el("label", {}, "Corrected payload ", payload),
             actionButton("Replay", act("replay"), "replay"),
             row.status === "open" ? actionButton("Resolve", act("resolve"), "resolve") : null,
           ),
