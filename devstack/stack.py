@@ -49,6 +49,8 @@ def _flag(name: str) -> bool:
 #: What ``make run`` paces sends with (sends/pacing.PacingRule fields): no holding back.
 LOCAL_PACING = {"daily_cap": 100000, "weekly_cap": None, "min_spacing_seconds": 0, "max_spacing_seconds": None,
                 "work_start": None, "work_end": None}  # fmt: skip
+#: The mailbox ``make run`` watches (its GraphMailboxes): the manager subscribes it once at start.
+LOCAL_GRAPH_MAILBOX = "demo@exactly-once.local"
 
 
 @dataclass
@@ -107,6 +109,7 @@ class LocalStack:
     _timers: list[ScheduleTimer] = field(default_factory=list)
     _pollers: list[QueuePoller] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _ready: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -161,7 +164,21 @@ class LocalStack:
                 if schedule.enabled:
                     self._timers.append(ScheduleTimer(schedule.name, schedule.expression, self._fire(schedule)).start())
         self._spawn("snapshot", self._snapshot_loop)
+        self._manage_graph_subscriptions()
+        self._ready.set()
         return self
+
+    def _manage_graph_subscriptions(self) -> None:
+        """The Graph subscription manager once now, so the local mailbox's subscription exists after start."""
+        assert self._functions is not None
+        if "GraphSubscriptionsFunction" not in self.template.functions():
+            return
+        event = scheduled_event("graph-subscriptions-at-start", None, dt.datetime.now(dt.UTC))
+        try:
+            result = self._functions.invoke("GraphSubscriptionsFunction", event)
+            log.info("graph subscriptions at start: %s", result)
+        except Exception:
+            log.error("graph subscription manager at start failed:\n%s", traceback.format_exc())
 
     def _account_limit(self) -> int:
         if self.config.account_concurrency:
@@ -200,6 +217,7 @@ class LocalStack:
             "DATABASE_URL": self.database.url,
             "GRAPH_BASE_URL": f"{base}/graph/v1.0",
             "GRAPH_TOKEN_URL": f"{base}/graph/token",
+            "GRAPH_NOTIFICATION_URL": f"{self.url}/webhooks/graph",  # the fake's handshake reaches the gateway
             "LLM_BASE_URL": f"{base}/openai/v1",
             "WHATSAPP_BASE_URL": f"{base}/whatsapp",
             "UNIPILE_BASE_URL": f"{base}/unipile",
@@ -213,7 +231,7 @@ class LocalStack:
         # The app secret also carries the fakes' URLs: `sam local` passes only declared variables,
         # and the library reads LLM_BASE_URL and friends through get_secret.
         urls = {k: v for k, v in parameters.items() if k.endswith(("_BASE_URL", "_TOKEN_URL"))}
-        template_params = self._secrets_in_moto({**secrets, **urls})
+        template_params = {**self._secrets_in_moto({**secrets, **urls}), "GraphMailboxes": LOCAL_GRAPH_MAILBOX}
         wanted: dict[str, dict[str, str]] = {"Parameters": parameters}
         for function in self.template.functions():
             resolved = self.aws.function_env(function, template_params)
@@ -321,7 +339,10 @@ class LocalStack:
         return {
             ("GET", "/local/effects"): lambda *_: json_answer(200, self._fakes.effects() if self._fakes else []),
             ("GET", "/local/state"): lambda *_: json_answer(200, self.state()),
-            ("GET", "/local/health"): lambda *_: json_answer(200, {"ok": True}),
+            # 503 until start() is done (the Graph manager's first run included): a launcher waits for it.
+            ("GET", "/local/health"): lambda *_: json_answer(
+                200 if self._ready.is_set() else 503, {"ok": self._ready.is_set()}
+            ),
             ("GET", "/local/routes"): lambda *_: self._routes_answer(),
         }
 
@@ -386,10 +407,12 @@ class LocalStack:
                     sql.Identifier(table)
                 )
                 claims[table] = {str(s): int(n) for s, n in conn.execute(query)}
+            graph = {str(m): str(sid) for m, sid in conn.execute(q("state_graph_subscriptions"))}
         return {
             "event_log": outcomes,
             "quarantine": {"open": quarantine.get("open", 0), "by_status": quarantine},
             "claims": claims,
+            "graph_subscriptions": graph,
         }
 
     # -- stop ---------------------------------------------------------------------------

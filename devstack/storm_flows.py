@@ -77,11 +77,16 @@ class GraphFlow(StormFlow):
         self.client_state = client_state
         self.updated = updated
         self.run = uuid.uuid4().hex[:10]
+        # The stack's managed subscription and its mailbox (prepare reads them); without one (no mailbox
+        # watched) the fixed GRAPH_SUB over GRAPH_MAILBOXES fake users, every notification fetched.
+        self.subscription, self.mailbox = GRAPH_SUB, ""
 
     def unavailable(self, routes: set[str]) -> str | None:
         return None if "POST /webhooks/graph" in routes else "no POST /webhooks/graph route in the template"
 
     def _user(self, i: int) -> str:
+        if self.mailbox:  # a watched mailbox: only notifications naming it are fetched (one FIFO group)
+            return self.mailbox
         return f"0b1c2d3e-0000-4000-8000-{i % GRAPH_MAILBOXES:012d}"
 
     def _mid(self, i: int) -> str:
@@ -90,7 +95,16 @@ class GraphFlow(StormFlow):
     def _imid(self, i: int) -> str:
         return f"<storm-{self.run}-{i}@demo.local>"
 
+    def use_managed(self, client: StormClient) -> None:
+        """Notify on the stack's managed subscription, as Graph would: once a mailbox is watched, a
+        notification for a subscription the stack did not make is quarantined, never fetched."""
+        managed = client.json("GET", "/local/state").get("graph_subscriptions") or {}
+        if managed:
+            self.mailbox, self.subscription = sorted(managed.items())[0]
+
     def prepare(self, client: StormClient, n: int) -> None:
+        self.use_managed(client)
+
         def one(i: int) -> None:
             message = graph_message(self._mid(i), self._imid(i), conversation_id=f"conv-{self.run}-{i}")
             user = self._user(i)
@@ -102,7 +116,7 @@ class GraphFlow(StormFlow):
     def _item(self, i: int, change: str, etag: str) -> dict[str, Any]:
         resource = f"Users/{self._user(i)}/Messages/{self._mid(i)}"
         return {
-            "subscriptionId": GRAPH_SUB,
+            "subscriptionId": self.subscription,
             "subscriptionExpirationDateTime": "2026-12-01T08:00:00.0000000Z",
             "changeType": change,
             "resource": resource,

@@ -15,6 +15,13 @@ SELECT table_name
  WHERE table_schema = 'public' AND column_name = 'status'
  ORDER BY table_name;
 
+-- name: state_graph_subscriptions
+-- The active Graph subscription per watched mailbox (the storm's Graph flow notifies on it).
+SELECT s.mailbox, s.subscription_id
+  FROM graph_subscriptions s JOIN graph_mailboxes m ON m.mailbox = s.mailbox
+ WHERE s.status = 'active' AND m.watched
+ ORDER BY s.mailbox;
+
 -- name: storm_event_log
 -- The storm's events as the workers settled them.
 SELECT event_key, outcome, deliveries
