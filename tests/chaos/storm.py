@@ -94,6 +94,7 @@ class Outcome:
     effects: int = 0
     stopped_ingest: int = 0
     stopped_postgres: int = 0
+    dlq_replayed: int = 0  # events the faults parked in the DLQ, replayed as the operator would (dlq replay)
     sends: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     ready_seconds: float = 0.0  # spawning and loading the sandboxes, before any fault
@@ -107,7 +108,7 @@ class Outcome:
             f"the faults were on), {self.refused} refused/lost and retried; faults: {kinds}; pg_terminate hit "
             f"{self.pg_terminated} connections; {self.kills} SIGKILLs, {self.restarts} sandboxes restarted; "
             f"{self.effects} effects, 0 doubled, 0 lost; duplicates stopped: {self.stopped_ingest} at ingest, "
-            f"{self.stopped_postgres} by Postgres"
+            f"{self.stopped_postgres} by Postgres; {self.dlq_replayed} replayed from the DLQ"
         )
 
 
@@ -456,8 +457,12 @@ def _recover(
             # The faults are over: a send the storm deferred (Retry-After, a backoff) is due now rather than
             # after its wait, as if the clock had moved on (its outbox record comes due with it).
             db.execute("UPDATE send_queue SET scheduled_for = now() WHERE status = 'pending' AND scheduled_for > now()")
-            db.execute("UPDATE send_outbox SET available_at = now() WHERE relayed_at IS NULL AND available_at > now()")
+            db.execute(
+                "UPDATE send_outbox SET available_at = least(available_at, now()),"
+                " created_at = least(created_at, now() - interval '1 hour') WHERE relayed_at IS NULL"
+            )  # and past the sweeper's grace (it leaves a record that young to the after-commit relay)
         redrive(stack)
+        outcome.dlq_replayed += _replay_dead_letters(stack, db)
         reap()  # leases lapsed -> unknown; unknown -> reconciled (sent, pending or review); outbox swept
         redrive(stack, "SendWorkerFunction", "SendQueue")
         open_sends = db.execute(
@@ -474,3 +479,20 @@ def _recover(
         ).fetchone()
         outcome.stopped_postgres = int(row[0])
     outcome.sends = Counter(dict(db.execute("SELECT status::text, count(*) FROM send_queue GROUP BY 1").fetchall()))
+
+
+def _replay_dead_letters(stack: Stack, db: Any) -> int:
+    """An event whose five receives all met a fault is parked in the events DLQ (the alarm pages): the operator
+    replays it (``exactly-once dlq replay``, the same library function), and the effect's guarantees settle it."""
+    if not stack.queue_depth("EventsDeadLetterQueue"):
+        return 0
+    from devstack.aws_local import boto_client
+    from exactly_once.ops.quarantine import replay_dead_letters
+
+    sqs = boto_client("sqs", stack.aws.endpoint)
+    physical = stack.aws.physical
+    replayed = replay_dead_letters(
+        db, sqs, physical["EventsDeadLetterQueue"], physical["EventsQueue"], by="chaos-recovery", limit=50
+    )
+    redrive(stack)
+    return len(replayed)
