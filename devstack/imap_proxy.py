@@ -53,6 +53,22 @@ class TcpListener:
         raise NotImplementedError
 
 
+def connect_upstream(upstream: tuple[str, int], client: socket.socket) -> socket.socket | None:
+    """The proxied server for ``client``; None (and ``client`` closed) when it does not answer."""
+    try:
+        return socket.create_connection(upstream, timeout=30)
+    except OSError:
+        client.close()
+        return None
+
+
+def hang_up(*sockets: socket.socket) -> None:
+    """Shut both directions of each socket, whatever state it is in (the other pump then ends)."""
+    for s in sockets:
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)
+
+
 @dataclass
 class CountingImapProxy(TcpListener):
     upstream: tuple[str, int]
@@ -70,10 +86,8 @@ class CountingImapProxy(TcpListener):
             self.logins.clear()
 
     def _serve(self, client: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(self.upstream, timeout=30)
-        except OSError:
-            client.close()
+        upstream = connect_upstream(self.upstream, client)
+        if upstream is None:
             return
         user: list[str] = []
         done = threading.Event()
@@ -98,9 +112,7 @@ class CountingImapProxy(TcpListener):
         except OSError:
             pass
         finally:
-            for s in (client, upstream):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            hang_up(client, upstream)
             done.wait(5)
             client.close()
             upstream.close()

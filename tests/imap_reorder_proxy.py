@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from devstack.imap_proxy import TcpListener
+from devstack.imap_proxy import TcpListener, connect_upstream, hang_up
 
 _FETCH = re.compile(rb"^\* \d+ FETCH \(")
 _UID = re.compile(rb"(?<=[( ])UID (\d+) ?")
@@ -43,10 +43,8 @@ class ReorderingImapProxy(TcpListener):
     backlog = 16
 
     def _serve(self, client: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(self.upstream, timeout=30)
-        except OSError:
-            client.close()
+        upstream = connect_upstream(self.upstream, client)
+        if upstream is None:
             return
         threading.Thread(target=self._down, args=(upstream.makefile("rb"), client), daemon=True).start()
         try:
@@ -55,10 +53,9 @@ class ReorderingImapProxy(TcpListener):
         except OSError:
             pass
         finally:
-            for s in (client, upstream):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
+            hang_up(client, upstream)
+            client.close()
+            upstream.close()
 
     def _down(self, src: BinaryIO, dst: socket.socket) -> None:
         """Server -> client, one whole response (its literals included) at a time."""
