@@ -17,7 +17,10 @@ from typing import Any
 from exactly_once.core.errors import BadRequestError, ConfigurationError, ExactlyOnceError
 from exactly_once.core.provider_paths import is_segment
 
-CHANNELS = ("whatsapp", "unipile")
+CHANNELS = ("whatsapp", "unipile", "graph", "forward")
+# Queued only by the bundle itself, never by a caller of POST /sends: "graph" marks a ticketed mail as
+# read (flows/graph/mark_read.py), "forward" sends a settled event downstream (sends/forward.py).
+INTERNAL_CHANNELS = ("graph", "forward")
 POLICIES = ("at_most_once", "at_least_once")
 
 
@@ -66,6 +69,11 @@ class SendRequest:
         if not all(is_segment(str(fields[k])) for k in ("sender_account", "recipient")):
             # They go into provider URLs as path segments: '.' and '..' would be resolved to another endpoint.
             raise BadRequestError("sender_account and recipient cannot be '.' or '..'", code="invalid_id")
+        if fields["channel"] in INTERNAL_CHANNELS:
+            raise BadRequestError(
+                f"channel {fields['channel']!r} is queued by the bundle itself, not by POST /sends",
+                code="internal_channel",
+            )
         if not isinstance(payload, dict):
             raise BadRequestError("payload must be an object (or give text)")
         policy = body.get("policy")
