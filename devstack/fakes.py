@@ -135,7 +135,7 @@ class FakeProviders:
         from devstack import fake_graph
 
         fake_graph.install(self)
-        for name in ("fake_whatsapp", "fake_unipile", "fake_openai"):
+        for name in ("fake_whatsapp", "fake_unipile", "fake_openai", "fake_forward"):
             try:
                 module = __import__(f"devstack.{name}", fromlist=["install"])
             except ImportError:

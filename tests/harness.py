@@ -39,6 +39,7 @@ TEST_SECRETS = {
     "STRIPE_WEBHOOK_SECRET": "whsec_stripe_test_secret",
     "GITHUB_WEBHOOK_SECRET": "github-webhook-secret-test",
     "SLACK_SIGNING_SECRET": "slack-signing-secret-test",
+    "FORWARD_SIGNING_SECRET": "whsec_Zm9yd2FyZC1zaWduaW5nLXNlY3JldC10ZXN0",  # sends/forward.py
 }
 
 

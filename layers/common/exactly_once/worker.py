@@ -29,6 +29,7 @@ from exactly_once.core.errors import PermanentEventError, RetryLaterError
 from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.providers import PROVIDERS
+from exactly_once.sends import forward
 
 Processor = Callable[[InboundEvent], str]
 # Settles a batch's events of one provider at once: (SQS message id, event) in order -> outcomes by id.
@@ -59,11 +60,14 @@ class EventWorker:
         records = event.get("Records") or []
         settled = self.settle_batches(records)
         deferred: dict[str, float] = {}
+        forwards: list[int] = []  # forward sends this batch queued, relayed once it is done
         try:
             response = dict(
                 process_partial_response(
                     event=dict(event),
-                    record_handler=functools.partial(self.handle_record, presettled=settled, deferred=deferred),
+                    record_handler=functools.partial(
+                        self.handle_record, presettled=settled, deferred=deferred, forwards=forwards
+                    ),
                     processor=processor,
                     context=context,
                 )
@@ -72,6 +76,8 @@ class EventWorker:
             if deferred:
                 _defer(records, {str(r.get("messageId")) for r in records}, deferred)
             raise
+        finally:
+            forward.relay(forwards)
         if deferred:
             failures = cast(list[dict[str, str]], response.get("batchItemFailures") or [])
             _defer(records, {f["itemIdentifier"] for f in failures}, deferred)
@@ -110,6 +116,7 @@ class EventWorker:
         record: SQSRecord,
         presettled: Mapping[str, str] | None = None,
         deferred: dict[str, float] | None = None,
+        forwards: list[int] | None = None,
     ) -> str:
         try:
             event = InboundEvent.from_message(record.body)
@@ -127,10 +134,12 @@ class EventWorker:
             early = (presettled or {}).get(record.message_id)
             if early is not None:
                 logger.info("event settled", extra={"outcome": early, "batched": True})
+                self._forward(event, early, forwards)
                 return early
             outcome = self._settle(event)
             if event.replay:
                 store.replay_settled(db.connection(), event, outcome)
+            self._forward(event, outcome, forwards)
             return outcome
         except RetryLaterError as exc:
             # Reported failed like any error, but not counted as one: handle() sets when it comes back.
@@ -162,6 +171,16 @@ class EventWorker:
             return self._quarantine(event, str(exc))
         logger.info("event settled", extra={"outcome": outcome})
         return outcome
+
+    @staticmethod
+    def _forward(event: InboundEvent, outcome: str, forwards: list[int] | None) -> None:
+        """Queue the settled event's forward when forwarding is on (sends/forward.py). After the settle:
+        a crash or an error here fails the message, and its re-delivery, a duplicate, queues it."""
+        send_id = forward.enqueue(db.connection(), event, outcome)
+        if send_id is not None and forwards is not None:
+            forwards.append(send_id)
+        elif send_id is not None:
+            forward.relay([send_id])
 
     def _quarantine(self, event: InboundEvent, reason: str) -> str:
         conn = db.connection()

@@ -64,6 +64,7 @@ class HttpClient:
         path: str,
         *,
         json_body: Any = None,
+        body: bytes | None = None,
         fields: dict[str, str] | None = None,
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
@@ -93,6 +94,8 @@ class HttpClient:
         if json_body is not None:
             kwargs["body"] = json.dumps(json_body).encode()
             all_headers.setdefault("Content-Type", "application/json")
+        elif body is not None:  # sent as given: bytes a caller signed (sends/forward.py)
+            kwargs["body"] = body
         elif form is not None:
             kwargs["fields"] = form
             kwargs["encode_multipart"] = False

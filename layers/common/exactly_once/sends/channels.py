@@ -127,4 +127,8 @@ def sender(channel: str) -> Sender:
         return UnipileSender(UnipileClient.from_env())
     if channel == "whatsapp":
         return WhatsAppSender(WhatsAppClient.from_env())
+    if channel == "forward":
+        from exactly_once.sends.forward import ForwardSender  # it imports this module: here, not at the top
+
+        return ForwardSender.from_env()
     raise ValueError(f"no sender for channel {channel!r}")

@@ -82,6 +82,9 @@ DEFAULTS: dict[str, PacingRule] = {
         work_days=WEEKDAYS,
     ),
     "whatsapp": PacingRule(daily_cap=1000),
+    # Forwards (sends/forward.py): no spacing, no hours, a cap no stack reaches; a receiver that is
+    # overwhelmed answers 429 and the sender waits its Retry-After.
+    "forward": PacingRule(daily_cap=1_000_000),
 }
 
 
