@@ -7,6 +7,7 @@ The one place the console's library errors meet HTTP: not found 404, a refused o
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import psycopg
@@ -47,12 +48,19 @@ def _dynamodb() -> Any:
     return aws.dynamodb()
 
 
+@functools.cache
+def _cloudwatch() -> Any:
+    return aws.client("cloudwatch")
+
+
 def _secrets() -> list[str]:
     """Every value of the app secret and of the secret-named environment: hidden in every answer."""
     return secret_values(secret_document())
 
 
-API = ConsoleApi(_connection, ConsoleSettings.from_env(), sqs=_sqs, dynamodb=_dynamodb, secrets=_secrets)
+API = ConsoleApi(
+    _connection, ConsoleSettings.from_env(), sqs=_sqs, dynamodb=_dynamodb, cloudwatch=_cloudwatch, secrets=_secrets
+)
 NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 
 

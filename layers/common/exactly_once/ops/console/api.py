@@ -11,6 +11,7 @@
     GET  jobs?after_user=&limit=               mailbox users, their latest job
     GET  graph                                 Graph mailboxes: subscription expiry, last renewal, resync
     GET  dlq?limit=                            the events DLQ, a look (`exactly-once dlq list`)
+    GET  metrics?hours=24&provider=            per provider and period: accepted, stopped per layer (CloudWatch)
 
 Actions (POST, JSON body, ``Idempotency-Key`` header, ``operator`` in the body, as the CLI's ``--by``):
 
@@ -33,7 +34,7 @@ import psycopg
 
 from exactly_once.core.errors import BadRequestError, ConfigurationError, HttpError
 from exactly_once.ingest.apigw import Request
-from exactly_once.ops.console import actions, views
+from exactly_once.ops.console import actions, metrics, views
 from exactly_once.ops.console.redact import redact
 
 PREFIX = "/console/api/"
@@ -95,12 +96,14 @@ class ConsoleApi:
         *,
         sqs: Callable[[], Any],
         dynamodb: Callable[[], Any] | None = None,
+        cloudwatch: Callable[[], Any] | None = None,
         secrets: Callable[[], list[str]] = lambda: [],
     ) -> None:
         self.connection = connection
         self.settings = settings
         self.sqs = sqs
         self.dynamodb = dynamodb
+        self.cloudwatch = cloudwatch
         self.secrets = secrets
 
     def handle(self, request: Request) -> Answer:
@@ -115,6 +118,9 @@ class ConsoleApi:
         match parts:
             case ["overview"] if method == "GET":
                 return self.overview(request.query)
+            case ["metrics"] if method == "GET":
+                hours = _int(request.query, "hours", 24, 1, metrics.MAX_HOURS)
+                return 200, metrics.per_layer(self.cloudwatch, hours=hours, provider=_provider(request.query))
             case ["events"] if method == "GET":
                 return self.events(request.query)
             case ["trace"] if method == "GET":
@@ -145,7 +151,7 @@ class ConsoleApi:
                 return 200, {"items": letters, "next": None}
             case ["dlq", "replay"] if method == "POST":
                 return self.act(request, "dlq.replay", "events")
-            case ["overview" | "events" | "trace" | "quarantine" | "sends" | "jobs" | "graph" | "dlq", *_]:
+            case ["overview" | "metrics" | "events" | "trace" | "quarantine" | "sends" | "jobs" | "graph" | "dlq", *_]:
                 raise MethodNotAllowedError(method)
         raise NotFoundError(f"no console route {request.path}")
 
