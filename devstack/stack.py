@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg import sql
 
-from devstack import env_local, moto_state, naive, postgres_local
+from devstack import emf_relay, env_local, moto_state, naive, postgres_local
 from devstack.aws_local import CREDENTIALS, REGION, LocalAws, boto_client
 from devstack.fakes import DEFAULT_CREDENTIALS, FakeProviders
 from devstack.functions_host import FunctionHost
@@ -102,6 +102,7 @@ class LocalStack:
     database: postgres_local.LocalDatabase | None = None
     env: dict[str, str] = field(default_factory=dict)
     _moto: SerializedMotoServer | MotoProcess | None = None
+    _emf: emf_relay.EmfRelay | None = None
     _gateway: Gateway | None = None
     _fakes: FakeProviders | None = None
     _functions: FunctionHost | None = None
@@ -131,6 +132,8 @@ class LocalStack:
         else:
             self._moto = MotoProcess(cfg.host, moto_port).start()
         self.aws = LocalAws(self._moto.url, self.template).provision()
+        # Lambda's log pipeline, locally: the EMF lines functions print become moto metrics (the console reads them).
+        self._emf = emf_relay.install(self.aws.endpoint)
         if cfg.fresh:
             self.snapshot_path.unlink(missing_ok=True)
         restored = moto_state.load(self.aws, self.snapshot_path)
@@ -222,7 +225,7 @@ class LocalStack:
             "WHATSAPP_BASE_URL": f"{base}/whatsapp",
             "UNIPILE_BASE_URL": f"{base}/unipile",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "POWERTOOLS_METRICS_DISABLED": "true",  # EMF blobs on stdout would drown the console
+            "POWERTOOLS_METRICS_DISABLED": "false",  # the EMF relay takes the blobs off stdout, into moto
             "MAILBOX_ALLOW_PLAINTEXT_IMAP": "true",  # local development only: the template never sets it
             # The local stack storms many sends per account: LinkedIn's real pacing (sends/pacing.py: 2-5 minutes
             # apart, working hours) would make a demo wait for hours. A deployed stack keeps the real defaults.
@@ -427,6 +430,8 @@ class LocalStack:
             if thread is not threading.current_thread():
                 thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self.save_snapshot()
+        if self._emf is not None:
+            emf_relay.uninstall(self._emf)
         if self._functions is not None:
             self._functions.containers.close()
         if self._moto is not None:
