@@ -1,5 +1,5 @@
-"""Fake Microsoft Graph: the client-credentials token endpoint and GET message (subscriptions, delta and
-throttling in ``fake_graph_subscriptions``)."""
+"""Fake Microsoft Graph: the client-credentials token endpoint, GET message and PATCH isRead (subscriptions,
+delta and throttling in ``fake_graph_subscriptions``)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,30 @@ def install(fakes: FakeProviders) -> None:
         if message is None:
             return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
         return 200, selected(message, request.query.get("$select", [""])[0])
+
+    @fakes.route("PATCH", r"/graph/v1\.0/users/(?P<user>[^/]+)/messages/(?P<mid>[^/]+)")
+    def mark_read(request: FakeRequest) -> Reply:
+        # Mark-as-read (flows/graph/mark_read.py): the only update the bundle makes, {"isRead": true}.
+        mid = unquote(request.match.group("mid"))
+        refused = unauthorized(fakes, request, "graph.mark_read", mid)
+        if refused:
+            return refused
+        body = request.json()
+        if body != {"isRead": True}:
+            return fakes.refuse("graph.mark_read", mid, request, 400, "body", {"error": {"code": "BadRequest"}})
+        message = messages.get((unquote(request.match.group("user")).lower(), mid))
+        if message is None:
+            return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
+        call = fakes.record("graph.mark_read", mid, request)
+        message["isRead"] = True  # a hang (behave sleeps past the client's timeout): marked, the answer late
+        failing = fakes.behave("graph.mark_read")
+        if failing:
+            fakes.failed(call)
+            message["isRead"] = False
+            if failing.fail_status == 429:
+                return 429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "1"}
+            return failing.fail_status, {"error": {"code": "ServiceUnavailable"}}
+        return 200, selected(message, "")
 
     fake_graph_subscriptions.install(fakes, messages)
 

@@ -11,6 +11,7 @@ import pytest
 
 from exactly_once.flows.graph import mailboxes
 from exactly_once.flows.graph.resync import resync_mailbox
+from exactly_once.ops.reapers import run_all
 from tests.graph_support import HEADERS, URL, USER, add_mail, body, item, post
 from tests.proofs.crash_support import (
     after_invocation_deadline,
@@ -146,4 +147,38 @@ def test_sigkill_at_boundary_then_recovery_makes_each_ticket_once(stack, db, pro
         cases=len(MAILS),
         held=f"{len(tickets)}/{len(MAILS)} mails -> {max(tickets.values())} ticket each; "
         f"{lost} lost, {quarantined} quarantined",
+    )
+
+
+@pytest.mark.parametrize("boundary", ["graph.worker.after_commit", "graph.worker.after_commit_one"])
+def test_mark_read_survives_a_sigkill_after_the_ticket_commit(stack, db, proof, monkeypatch, boundary):
+    # GIVEN mark-as-read on (GraphMarkRead): each ticket's send row commits in the ticket's transaction
+    monkeypatch.setenv("GRAPH_MARK_READ", "true")
+    monkeypatch.setenv("SEND_RELAY_GRACE_SECONDS", "0")
+    mails = MAILS if boundary == "graph.worker.after_commit" else MAILS[:1]  # a batch of one: one by one
+    payload = _setup(stack) if len(mails) > 1 else body(item(mails[0])).encode()
+    if len(mails) == 1:
+        add_mail(stack, mails[0], f"<{mails[0]}@example.com>")
+    assert post(stack, payload).json()["accepted"] == len(mails)
+    # WHEN the worker is SIGKILLed after the commit, before the relay, and SQS redelivers the events
+    kill_poll(stack, boundary, extra_env={"GRAPH_MARK_READ": "true"})
+    rows = db.execute("SELECT status::text FROM send_queue WHERE channel = 'graph'").fetchall()
+    assert rows == [("pending",)] * len(mails)  # committed with the tickets, never relayed
+    assert stack.queue_depth("SendQueue") == 0
+    redrive(stack)  # duplicates now: stopped at the event log, nothing enqueued again
+    # AND the send queue's outbox sweeper runs, then the send worker
+    swept = run_all(db, only=["send_outbox"])["send_outbox"]
+    stack.drain("SendWorkerFunction", "SendQueue")
+    # THEN every mail has one ticket and was marked read by exactly one PATCH
+    patches = {m: stack.fakes.delivered("graph.mark_read", m) for m in mails}
+    assert patches == {m: 1 for m in mails}
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == len(mails)
+    sent = db.execute("SELECT count(*) FROM send_queue WHERE channel = 'graph' AND status = 'sent'").fetchone()[0]
+    assert sent == len(mails) and swept == len(mails)
+    proof.record(
+        kind="crash",
+        flow=FLOW,
+        name=f"{boundary} (mark as read)",
+        cases=len(mails),
+        held=f"{len(mails)} mails -> {max(patches.values())} PATCH isRead each after the sweeper; 0 lost",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from exactly_once.core.errors import BadRequestError
 from exactly_once.sends import request as send_request
 from exactly_once.sends.request import InvalidSendError, SendRequest, derive_key
 
@@ -39,3 +40,11 @@ def test_invalid_requests_are_refused(request_):
 
 def test_derived_key_names_campaign_prospect_and_step():
     assert derive_key("c1", "p9", 2) == "campaign:c1:prospect:p9:step:2"
+
+
+@pytest.mark.parametrize("channel", send_request.INTERNAL_CHANNELS)
+def test_a_caller_cannot_queue_on_the_bundles_own_channels(channel):
+    body = {"channel": channel, "sender_account": "a", "recipient": "b", "payload": {"x": 1}}
+    with pytest.raises(BadRequestError) as refused:
+        SendRequest.from_body(body, "k")
+    assert refused.value.code == "internal_channel"

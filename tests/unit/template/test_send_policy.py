@@ -9,7 +9,8 @@ from devstack.template import Template
 from exactly_once.sends import request as send_request
 
 QUEUES_SENDS = {
-    "SendEnqueueFunction": send_request.CHANNELS,  # POST /sends
+    # POST /sends: every channel but the bundle's own (their rows name their policy)
+    "SendEnqueueFunction": tuple(c for c in send_request.CHANNELS if c not in send_request.INTERNAL_CHANNELS),
     "EventWorkerFunction": ("whatsapp",),  # WhatsApp bot replies (flows/whatsapp/processor.py)
 }
 

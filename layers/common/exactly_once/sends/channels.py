@@ -8,8 +8,9 @@ import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
+from exactly_once.core.declaration import Part
 from exactly_once.core.errors import ProviderCallError
 from exactly_once.sends.queue import SendClaim
 from exactly_once.sends.unipile_api import SentMessage, UnipileClient
@@ -120,6 +121,11 @@ class WhatsAppSender:
         return None
 
 
+#: Senders that live in their flow's folder (this package never imports a flow): named as a flow names
+#: its parts, ``module:Class.from_env``, imported on first use (``tests/unit/flows/graph/test_mark_read.py`` loads it).
+FLOW_SENDERS = {"graph": Part("exactly_once.flows.graph", "mark_read:GraphReadSender.from_env")}
+
+
 @functools.cache
 def sender(channel: str) -> Sender:
     """The channel's sender, built on first use (a worker pays only for the channels it meets)."""
@@ -131,4 +137,6 @@ def sender(channel: str) -> Sender:
         from exactly_once.sends.forward import ForwardSender  # it imports this module: here, not at the top
 
         return ForwardSender.from_env()
+    if channel in FLOW_SENDERS:
+        return cast(Sender, FLOW_SENDERS[channel].load()())
     raise ValueError(f"no sender for channel {channel!r}")

@@ -29,6 +29,7 @@ from datetime import time
 from typing import Any
 
 from exactly_once.core.errors import ConfigurationError
+from exactly_once.sends.request import INTERNAL_CHANNELS
 
 WEEKDAYS = (1, 2, 3, 4, 5)  # ISO: Monday = 1
 EVERY_DAY = (1, 2, 3, 4, 5, 6, 7)
@@ -85,6 +86,10 @@ DEFAULTS: dict[str, PacingRule] = {
     # Forwards (sends/forward.py): no spacing, no hours, a cap no stack reaches; a receiver that is
     # overwhelmed answers 429 and the sender waits its Retry-After.
     "forward": PacingRule(daily_cap=1_000_000),
+    # The bundle's own channels (request.INTERNAL_CHANNELS) go at the pace their events settle; the
+    # legacy SEND_DAILY_CAP and SEND_MIN_SPACING_MS leave them alone. Graph allows 10,000 requests per
+    # 10 minutes per mailbox and app, and says so with a 429 and Retry-After (the sender's rate limit).
+    "graph": PacingRule(daily_cap=1_000_000),
 }
 
 
@@ -114,6 +119,8 @@ def defaults(channel: str) -> PacingRule:
             raise ConfigurationError(f"SEND_PACING is not JSON: {exc}") from exc
         if isinstance(overrides.get(channel), dict):
             rule = rule_from(overrides[channel], rule)
+    if channel in INTERNAL_CHANNELS:
+        return rule
     daily = _legacy("SEND_DAILY_CAP")
     if daily is not None:
         rule = replace(rule, daily_cap=int(daily))

@@ -123,7 +123,7 @@ class GraphClient:
         return cls(base, tokens, http)
 
     def get_message(self, user_id: str, message_id: str) -> MailMessage:
-        path = f"/users/{segment(user_id)}/messages/{segment(message_id)}?$select={MESSAGE_FIELDS}"
+        path = f"{self._message_path(user_id, message_id)}?$select={MESSAGE_FIELDS}"
         mailbox = user_id.lower()
         wait = self._throttled_until.get(mailbox, 0.0) - time.monotonic()
         if wait > 0:
@@ -139,6 +139,17 @@ class GraphClient:
                 raise GraphThrottledError(mailbox, wait, called=True) from exc
             raise
         return MailMessage.from_graph(result.json())
+
+    def mark_read(self, user_id: str, message_id: str) -> None:
+        """PATCH the mail's ``isRead`` (needs Mail.ReadWrite); setting it twice changes nothing."""
+        self.call("PATCH", self._message_path(user_id, message_id), {"isRead": True})
+
+    def is_read(self, user_id: str, message_id: str) -> bool:
+        return bool(self.call("GET", f"{self._message_path(user_id, message_id)}?$select=isRead").json().get("isRead"))
+
+    @staticmethod
+    def _message_path(user_id: str, message_id: str) -> str:
+        return f"/users/{segment(user_id)}/messages/{segment(message_id)}"
 
     def call(
         self,

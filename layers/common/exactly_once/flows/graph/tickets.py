@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from psycopg.types.json import Jsonb
 from exactly_once.core import store
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.queries import q
+from exactly_once.flows.graph import mark_read
 from exactly_once.flows.graph.client import MailMessage
 
 
@@ -22,18 +24,23 @@ class MailOutcome:
     outcome: str  # ticket | comment | duplicate | recovered | quarantined
     row_id: int | None
     existing_kind: str = ""
+    read_send: int | None = None  # the mark-as-read send queued with it, to relay after the commit
 
 
 def apply_mail(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent, mailbox: str) -> MailOutcome:
     """Create the ticket, or the comment of a reply, unless this mail already has one."""
+    marks = mark_read.enabled()
     try:
         # One statement in autocommit: one round trip, its implicit transaction holds the locks.
-        row = conn.execute(q("mail_apply"), _params(mail, event, mailbox)).fetchone()
+        # With mark-as-read on, its send row joins the same transaction.
+        with conn.transaction() if marks else contextlib.nullcontext():
+            row = conn.execute(q("mail_apply"), _params(mail, event, mailbox)).fetchone()
+            if row is None:  # the statement always yields one row; guard for the type checker
+                raise RuntimeError("statement returned no row")
+            read = _mark(conn, marks, mailbox, mail, str(row[0]))
     except errors.UniqueViolation:
         return _recover(conn, mail, event)  # a constraint the statement could not absorb
-    if row is None:  # the statement always yields one row; guard for the type checker
-        raise RuntimeError("statement returned no row")
-    return _settled(conn, mail, event, str(row[0]), str(row[1]), row[2])
+    return _settled(conn, mail, event, str(row[0]), str(row[1]), row[2], read)
 
 
 def apply_mails(
@@ -48,17 +55,27 @@ def apply_mails(
     if len(items) <= 1:
         return [apply_mail(conn, *item) for item in items]
     payload = [_params(mail, event, mailbox) for mail, event, mailbox in items]
+    marks = mark_read.enabled()
     try:
-        rows = conn.execute(q("mail_apply_batch"), {"mails": Jsonb(payload)}).fetchall()
+        with conn.transaction() if marks else contextlib.nullcontext():
+            rows = conn.execute(q("mail_apply_batch"), {"mails": Jsonb(payload)}).fetchall()
+            if len(rows) != len(items):
+                raise RuntimeError(f"statement returned {len(rows)} rows for {len(items)} mails")
+            by_ord = {int(row[0]): row for row in rows}
+            reads = [_mark(conn, marks, mailbox, mail, str(by_ord[i][1])) for i, (mail, _, mailbox) in enumerate(items)]
     except errors.UniqueViolation:
         return [apply_mail(conn, *item) for item in items]
-    if len(rows) != len(items):
-        raise RuntimeError(f"statement returned {len(rows)} rows for {len(items)} mails")
-    by_ord = {int(row[0]): row for row in rows}
     return [
-        _settled(conn, mail, event, str(by_ord[i][1]), str(by_ord[i][2]), by_ord[i][3])
+        _settled(conn, mail, event, str(by_ord[i][1]), str(by_ord[i][2]), by_ord[i][3], reads[i])
         for i, (mail, event, _) in enumerate(items)
     ]
+
+
+def _mark(conn: psycopg.Connection[Any], marks: bool, mailbox: str, mail: MailMessage, outcome: str) -> int | None:
+    """The mark-as-read row of a mail this transaction has just ticketed (to relay after commit), if on."""
+    if not marks or outcome not in mark_read.NEW_EFFECTS or not mail.graph_id:
+        return None
+    return mark_read.enqueue(conn, mailbox, mail.graph_id)
 
 
 def _params(mail: MailMessage, event: InboundEvent, mailbox: str) -> dict[str, Any]:
@@ -79,11 +96,17 @@ def _params(mail: MailMessage, event: InboundEvent, mailbox: str) -> dict[str, A
 
 
 def _settled(
-    conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent, outcome: str, kind: str, row_id: Any
+    conn: psycopg.Connection[Any],
+    mail: MailMessage,
+    event: InboundEvent,
+    outcome: str,
+    kind: str,
+    row_id: Any,
+    read_send: int | None = None,
 ) -> MailOutcome:
     if outcome == "conflict":
         return _recover(conn, mail, event)  # the INSERT met a row its snapshot could not see
-    return MailOutcome(outcome, row_id, kind)
+    return MailOutcome(outcome, row_id, kind, read_send)
 
 
 def _recover(conn: psycopg.Connection[Any], mail: MailMessage, event: InboundEvent) -> MailOutcome:
