@@ -218,6 +218,7 @@ const views = {
         el("article", { class: "card" }, el("h3", {}, "Dead-letter queues"), table(dlq, [["queue", "queue"], ["messages", "messages"]])),
       ),
     );
+    await layerCharts(formParams($("overview-form")));
   },
 
   async events(more) {
@@ -363,6 +364,88 @@ function chart(hours, windowHours) {
     picture.append(bar(h.quarantined, "quarantined"));
     picture.append(svg("title", {}, `${h.hour}: ${h.events} events, ${h.worker_duplicates + h.database_duplicates} duplicates stopped`));
   }
+  return picture;
+}
+
+// -- duplicates stopped at each layer (the CloudWatch metrics, GET metrics) ------------------------------
+
+const LAYERS = [
+  ["ingest", "stopped at ingest (DynamoDB)"],
+  ["queue", "stopped at the queue/worker"],
+  ["database", "stopped by the database"],
+];
+
+// Its own failure is said in its own place: CloudWatch out of reach leaves the rest of the overview standing.
+async function layerCharts(params) {
+  const target = $("layers-body");
+  let data;
+  try {
+    data = await call(`metrics${query({ hours: params.hours })}`);
+  } catch (error) {
+    if (error.message === "token refused") throw error;
+    replace(target, el("p", { class: "empty", "data-testid": "layers-unavailable" }, `metrics unavailable: ${error.message}`));
+    return;
+  }
+  const providers = Object.entries(data.providers);
+  if (!providers.length) {
+    replace(
+      target,
+      el("p", { class: "empty", "data-testid": "layers-empty" },
+        `no data yet: no metrics in the last ${data.window_hours} h (they appear a minute or so after a webhook arrives)`),
+    );
+    return;
+  }
+  const minutes = data.period_seconds / 60;
+  const cards = providers.map(([name, p]) =>
+    el(
+      "article",
+      { class: "card", "data-testid": "layer-card", "data-layers-provider": name },
+      el("h3", {}, name),
+      el(
+        "ul",
+        { class: "numbers" },
+        el("li", { "data-series": "accepted" }, el("b", {}, fmt(p.totals.accepted)), " accepted"),
+        LAYERS.map(([series, label]) => el("li", { "data-series": series }, el("span", { class: `key ${series}` }, ""), " ", el("b", {}, fmt(p.totals[series])), ` ${label}`)),
+        el("li", { "data-series": "effects" }, el("b", {}, fmt(p.totals.effects)), " effects made"),
+        el("li", { "data-series": "quarantined", class: p.totals.quarantined ? "warn" : "" }, el("b", {}, fmt(p.totals.quarantined)), " quarantined"),
+      ),
+      layerChart(name, p.buckets, minutes),
+      el("p", { class: "axis" }, el("span", {}, `${new Date(data.since).toLocaleString()}`), el("span", {}, `${minutes} min a bar`), el("span", {}, "now")),
+    ),
+  );
+  replace(
+    target,
+    el("div", { class: "cards" }, cards),
+    el("p", { class: "legend" }, el("span", { class: "key accepted" }, ""), " accepted  ",
+      LAYERS.map(([series, label]) => [el("span", { class: `key ${series}` }, ""), ` ${label}  `]),
+      el("span", { class: "key effects" }, ""), ` effects made; CloudWatch ${data.namespace} metrics, Sum per ${minutes} min`,
+      data.truncated ? " (some providers left out: too many)" : ""),
+  );
+}
+
+// Per period: accepted (left half of the slot), the duplicates stacked by layer (right half), effects as a line.
+function layerChart(name, buckets, minutes) {
+  const width = 300, height = 80, slot = width / Math.max(1, buckets.length);
+  const peak = Math.max(1, ...buckets.map((b) => Math.max(b.accepted, b.effects, b.ingest + b.queue + b.database)));
+  const tall = (value) => (value / peak) * (height - 4);
+  const picture = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart layers", role: "img", "aria-label": `${name}: accepted and duplicates stopped per ${minutes} min`, "data-testid": "layer-chart" });
+  const line = [];
+  buckets.forEach((b, i) => {
+    const x = i * slot, half = Math.max(0.5, slot / 2 - 0.5);
+    if (b.accepted) picture.append(svg("rect", { x, y: height - tall(b.accepted), width: half, height: tall(b.accepted), class: "accepted", "data-count": b.accepted }));
+    let base = height;
+    for (const [series] of LAYERS) {
+      if (!b[series]) continue;
+      base -= tall(b[series]);
+      picture.append(svg("rect", { x: x + half, y: base, width: half, height: tall(b[series]), class: series, "data-series": series, "data-count": b[series] }));
+    }
+    line.push(`${(x + slot / 2).toFixed(1)},${(height - tall(b.effects)).toFixed(1)}`);
+    const stopped = LAYERS.map(([series]) => `${b[series]} at ${series}`).join(", ");
+    const hover = svg("rect", { x, y: 0, width: slot, height, class: "hover" });
+    hover.append(svg("title", {}, `${new Date(b.start).toLocaleString()}: ${b.accepted} accepted; stopped ${stopped}; ${b.effects} effects`));
+    picture.append(hover);
+  });
+  if (buckets.some((b) => b.effects)) picture.append(svg("polyline", { points: line.join(" "), class: "effects" }));
   return picture;
 }
 
