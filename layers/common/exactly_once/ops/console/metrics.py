@@ -39,6 +39,7 @@ SERIES: dict[str, str] = {
     "quarantined": Metric.QUARANTINED,
 }
 LAYERS = ("ingest", "queue", "database")
+ORDER = {name: i for i, name in enumerate(SERIES)}
 PERIODS = (300, 900, 1800, 3600, 3 * 3600, 6 * 3600)  # CloudWatch keeps 5-minute data 63 days
 MAX_BUCKETS = 96
 MAX_HOURS = 24 * 14
@@ -111,7 +112,7 @@ def discover(cloudwatch: Any, *, provider: str | None = None) -> tuple[list[Stre
             token = page.get("NextToken")
             if not token:
                 break
-    return _bounded(sorted(set(found), key=lambda s: (s.provider, s.series, s.dimensions)))
+    return _bounded(sorted(set(found), key=lambda s: (s.provider, ORDER[s.series], s.dimensions)))
 
 
 def _bounded(streams: list[Stream]) -> tuple[list[Stream], bool]:
