@@ -42,6 +42,7 @@ from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ConfigurationError, ProviderCallError
 from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
 from exactly_once.core.outbound_http import HttpClient
+from exactly_once.core.queries import q
 from exactly_once.core.secrets import get_secret
 from exactly_once.core.settings import env_int
 from exactly_once.core.telemetry import logger
@@ -166,6 +167,15 @@ def relay(ids: Sequence[int]) -> None:
         send_queue.relay(list(ids))
     except (BotoCoreError, ClientError, ConfigurationError, psycopg.Error):
         logger.exception("forward relay failed; the sweeper will relay it", extra={"send_ids": list(ids)})
+
+
+def replay(conn: psycopg.Connection[Any], send_ids: Sequence[int] | None = None, *, note: str, by: str) -> list[int]:
+    """The operator's replay: forwards that failed or wait in review (all, or ``send_ids``) are pending
+    again with fresh attempts (one statement); the ids, to ``send_queue.relay`` after (else the sweeper)."""
+    params = {"ids": None if send_ids is None else list(send_ids), "note": note[:2000], "by": by}
+    ids = [int(r[0]) for r in conn.execute(q("forward_replay"), params).fetchall()]
+    logger.info("forwards replayed", extra={"send_ids": ids, "by": by})
+    return ids
 
 
 # -- signing (Standard Webhooks) -----------------------------------------------------------------
