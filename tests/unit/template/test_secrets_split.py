@@ -74,3 +74,11 @@ def test_every_purpose_the_library_knows_has_a_secret_named_in_the_environment(t
     # the operator token is generated at create, long enough for the authorizer
     generated = made["OperatorSecret"]["Properties"]["GenerateSecretString"]
     assert generated["GenerateStringKey"] == "API_TOKEN" and generated["PasswordLength"] >= 32
+
+
+def test_the_send_worker_reads_the_forward_secret_only_when_forwarding_is_on():
+    # Off by default (ForwardUrl empty): READS above. On: the send worker signs, so it reads the forward secret.
+    on = Template.load()
+    on.doc["Parameters"]["ForwardUrl"]["Default"] = "https://receiver.example.com/hooks"
+    assert secrets_read(on, "SendWorkerFunction") == READS["SendWorkerFunction"] | {"ForwardSecret"}
+    assert "ForwardSecret" not in secrets_read(on, "EventWorkerFunction")  # it only queues

@@ -46,6 +46,7 @@ PURPOSES: tuple[tuple[str, str], ...] = (
     ("STRIPE_", "WEBHOOKS"),
     ("GITHUB_", "WEBHOOKS"),
     ("SLACK_", "WEBHOOKS"),
+    ("FORWARD_", "FORWARD"),  # FORWARD_SIGNING_SECRET: signs forwarded events (sends/forward.py)
 )
 
 
