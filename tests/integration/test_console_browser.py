@@ -3,7 +3,8 @@ against `make run`: the stack in a child process on free ports, real handlers, t
 
 An operator signs in with the API token, finds a quarantined Graph mail, reads its raw body (a hostile
 string in it is shown as text, never run), resolves it, replays another after its fix and sees the
-effect (one ticket) happen once even when the button is clicked twice; the browser logs no error.
+effect (one ticket) happen once even when the button is clicked twice; the browser logs no error. The
+Overview's per-layer chart shows the duplicates Graph delivered, stopped at ingest, with their count.
 ``CONSOLE_SCREENSHOTS=docs/img`` writes the README's screenshots there (else into the test's tmp dir).
 """
 
@@ -132,6 +133,12 @@ def test_an_operator_finds_reads_resolves_and_replays_quarantined_mail(stack, br
         notification["resourceData"]["hostile"] = HOSTILE
         post_json(f"{stack.url}/webhooks/graph", json.loads(body(notification)))
     wait_for(lambda: len(rows("SELECT id FROM quarantine WHERE status = 'open'")) == 2, "two quarantined mails")
+    # AND Graph delivers m1's notification twice more: its ingest record stops both
+    notification = item("m1", client_state=client_state, user=user)
+    notification["subscriptionId"] = subscription
+    notification["resourceData"]["hostile"] = HOSTILE
+    for _ in range(2):
+        assert post_json(f"{stack.url}/webhooks/graph", json.loads(body(notification)))["duplicates"] == 1
     started = time.monotonic()
 
     # WHEN a wrong token is typed, the page says so; with the right one the overview shows the open quarantine
@@ -144,7 +151,20 @@ def test_an_operator_finds_reads_resolves_and_replays_quarantined_mail(stack, br
     )
     assert "2 open in quarantine" in graph_card[0].text and "0 effects made" in graph_card[0].text
     assert not browser.find_element(By.ID, "login").is_displayed()
-    browser.save_screenshot(str(screenshot_dir(tmp_path) / "console-overview.png"))
+    # AND the per-layer chart (CloudWatch metrics, relayed from the functions' EMF lines) counts each layer
+    refreshed_until(browser, lambda: graph_layers(browser).get("ingest") == 2, "2 stopped at ingest")
+    shown = graph_layers(browser)
+    assert {k: shown[k] for k in ("accepted", "ingest", "queue", "database", "effects")} == {
+        "accepted": 2, "ingest": 2, "queue": 0, "database": 0, "effects": 0
+    }  # fmt: skip
+    card = browser.find_element(By.CSS_SELECTOR, "[data-layers-provider=graph]")
+    assert "2 stopped at ingest (DynamoDB)" in card.text and "2 accepted" in card.text
+    chart = card.find_element(By.CSS_SELECTOR, "svg[data-testid=layer-chart]")
+    drawn = {
+        series: sum(int(r.get_attribute("data-count")) for r in chart.find_elements(By.CSS_SELECTOR, f"rect.{series}"))
+        for series in ("accepted", "ingest", "queue", "database")
+    }
+    assert drawn == {"accepted": 2, "ingest": 2, "queue": 0, "database": 0}
 
     # AND the quarantine lists both; the first's raw body is shown pretty-printed, the hostile string as text
     browser.find_element(By.CSS_SELECTOR, "a[data-tab=quarantine]").click()
@@ -204,10 +224,44 @@ def test_an_operator_finds_reads_resolves_and_replays_quarantined_mail(stack, br
             lambda tab=tab, expected=expected: expected in browser.find_element(By.ID, f"{tab}-body").text,
             f"the {tab} view",
         )
+    # AND back on the Overview, the replay's ticket is counted as an effect (the line in the chart)
+    browser.find_element(By.CSS_SELECTOR, "a[data-tab=overview]").click()
+    refreshed_until(browser, lambda: graph_layers(browser).get("effects") == 1, "1 effect made")
+    assert graph_layers(browser)["ingest"] == 2
+    card = browser.find_element(By.CSS_SELECTOR, "[data-layers-provider=graph]")
+    assert card.find_elements(By.CSS_SELECTOR, "svg[data-testid=layer-chart] polyline.effects")
+    browser.save_screenshot(str(screenshot_dir(tmp_path) / "console-overview.png"))
     # AND the browser logged no error (the wrong token's 403 aside, which the page handled)
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "403" not in e["message"]]
     assert errors == []
     assert elapsed < 60, f"the browser part took {elapsed:.1f} s"
+
+
+def graph_layers(browser: Any) -> dict[str, int]:
+    """The totals the Graph card of the per-layer chart shows, by series ({} before it is drawn)."""
+    from selenium.webdriver.common.by import By
+
+    cards = browser.find_elements(By.CSS_SELECTOR, "[data-layers-provider=graph]")
+    if not cards:
+        return {}
+    items = cards[0].find_elements(By.CSS_SELECTOR, "li[data-series]")
+    return {i.get_attribute("data-series"): int(i.find_element(By.TAG_NAME, "b").text) for i in items}
+
+
+def refreshed_until(browser: Any, check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+    """Refresh the overview (at most once a second) until ``check``: the metrics reach CloudWatch a second late."""
+    from selenium.webdriver.common.by import By
+
+    last = [time.monotonic()]
+
+    def checked() -> Any:
+        found = check()
+        if not found and time.monotonic() - last[0] > 1:
+            browser.find_element(By.CSS_SELECTOR, "#overview-form button").click()
+            last[0] = time.monotonic()
+        return found
+
+    return wait_for(checked, what, timeout)
 
 
 def click_row(browser: Any, containing: str) -> bool:

@@ -410,25 +410,29 @@ async function layerCharts(params) {
         el("li", { "data-series": "quarantined", class: p.totals.quarantined ? "warn" : "" }, el("b", {}, fmt(p.totals.quarantined)), " quarantined"),
       ),
       layerChart(name, p.buckets, minutes),
-      el("p", { class: "axis" }, el("span", {}, `${new Date(data.since).toLocaleString()}`), el("span", {}, `${minutes} min a bar`), el("span", {}, "now")),
+      el("p", { class: "axis" }, el("span", {}, `${new Date(data.since).toLocaleString()}`), el("span", {}, `${minutes} min a bar, the tallest ${peakOf(p.buckets)}`), el("span", {}, "now")),
     ),
   );
   replace(
     target,
     el("div", { class: "cards" }, cards),
     el("p", { class: "legend" }, el("span", { class: "key accepted" }, ""), " accepted  ",
-      LAYERS.map(([series, label]) => [el("span", { class: `key ${series}` }, ""), ` ${label}  `]),
+      LAYERS.flatMap(([series, label]) => [el("span", { class: `key ${series}` }, ""), ` ${label}  `]),
       el("span", { class: "key effects" }, ""), ` effects made; CloudWatch ${data.namespace} metrics, Sum per ${minutes} min`,
       data.truncated ? " (some providers left out: too many)" : ""),
   );
 }
 
+function peakOf(buckets) {
+  return Math.max(1, ...buckets.map((b) => Math.max(b.accepted, b.effects, b.ingest + b.queue + b.database)));
+}
+
 // Per period: accepted (left half of the slot), the duplicates stacked by layer (right half), effects as a line.
 function layerChart(name, buckets, minutes) {
   const width = 300, height = 80, slot = width / Math.max(1, buckets.length);
-  const peak = Math.max(1, ...buckets.map((b) => Math.max(b.accepted, b.effects, b.ingest + b.queue + b.database)));
+  const peak = peakOf(buckets);
   const tall = (value) => (value / peak) * (height - 4);
-  const picture = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart layers", role: "img", "aria-label": `${name}: accepted and duplicates stopped per ${minutes} min`, "data-testid": "layer-chart" });
+  const picture = svg("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", class: "chart layers", role: "img", "aria-label": `${name}: accepted and duplicates stopped per ${minutes} min`, "data-testid": "layer-chart" });
   const line = [];
   buckets.forEach((b, i) => {
     const x = i * slot, half = Math.max(0.5, slot / 2 - 0.5);
