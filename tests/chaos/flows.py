@@ -12,6 +12,7 @@ from tests import graph_support as gr
 from tests import livekit_support as lk
 from tests import send_support as sd
 from tests import whatsapp_support as wa
+from tests.chaos.mailbox_flow import MAILBOX
 from tests.chaos.storm import LEASE_SECONDS, ChaosFlow
 
 
@@ -45,7 +46,7 @@ def _feedback_rows(stack: Any, eids: list[str]) -> None:
             lk.add_feedback(conn, sid=f"RM_{eid}", name=f"room-{eid}")
 
 
-def _analysed_once(stack: Any, db: Any, eids: list[str], where: str) -> None:
+def _analysed_once(stack: Any, db: Any, eids: list[str], where: str, _outcome: Any) -> None:
     """docs/livekit.md: one stored analysis per room; the model asked under one claim at a time (each request
     carries feedback-<id>-<claim token>), so the keys it saw are at most the row's claims."""
     keys = stack.fakes.state["llm_idempotency_keys"]
@@ -63,7 +64,7 @@ def _send(eid: str) -> tuple[bytes, dict[str, str]]:
     return json.dumps(body).encode(), {**sd.AUTH, "idempotency-key": eid}
 
 
-def _sent_once(stack: Any, db: Any, eids: list[str], where: str) -> None:
+def _sent_once(stack: Any, db: Any, eids: list[str], where: str, _outcome: Any) -> None:
     """One message per key at most in its chat (Unipile's list is the reconciliation's truth): a row marked
     sent is in its chat once, a row in review at most once."""
     from tests.chaos.invariants import sends_once
@@ -153,4 +154,5 @@ FLOWS = [
     _generic("stripe", g.signed_stripe, "/webhooks/stripe"),
     _generic("github", g.signed_github, "/webhooks/github", "payload->>'delivery' = %(id)s"),
     _generic("slack", g.signed_slack, "/webhooks/slack"),
+    MAILBOX,
 ]

@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ from tests.proofs.crash_support import after_invocation_deadline, redrive
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 HOST = "http://127.0.0.1:3000"
 LEASE_SECONDS = 2
+#: The event source mappings the sandboxes poll while they deliver: (function, queue).
+WORKERS = (("EventWorkerFunction", "EventsQueue"), ("SendWorkerFunction", "SendQueue"))
+TABLES = ("event_log", "send_queue", "tickets", "whatsapp_messages", "linkedin_messages")  # held locks land here
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,21 @@ class ChaosFlow:
     provider: str = ""  # event_log.provider, for the duplicates Postgres stopped
     env: dict[str, str] = field(default_factory=dict)  # the flow's own settings in the storm's sandboxes
     open_work: str = ""  # SQL: rows of the flow still open (a lease to lapse, a reaper to run)
-    check: Callable[[Stack, Any, list[str], str], None] | None = None  # the flow's own invariants (fakes' records)
+    check: Callable[[Stack, Any, list[str], str, Outcome], int | None] | None = (
+        None  # own invariants; may count the effects
+    )
+    # -- what a flow that is not a webhook needs (the mailbox jobs: tests/chaos/mailbox_flow.py) --
+    pollers: tuple[tuple[str, str], ...] = WORKERS
+    tick: str = ""  # a scheduled function the sandboxes also run every TICK_SECONDS while they deliver (EventBridge)
+    settled: frozenset[int] = frozenset()  # final answers besides 2xx that the provider does not retry (a 409)
+    tables: tuple[str, ...] = ()  # the flow's tables, for the held locks too
+    fixture: str = ""  # a pytest fixture the flow's setup needs, handed to ``attach`` before the storm (dovecot)
+    attach: Callable[[Any], None] | None = None
+    # Its own faults while the harness's are on (IMAP hang-ups): entered when they start, left when they stop;
+    # the Counter it yields is what it injected, by kind.
+    faults_at: Callable[[Settings], AbstractContextManager[Counter[str]]] | None = None
+    recover: Callable[[Stack, Any, int], int] | None = None  # one recovery round's own step; returns DLQ replays
+    own_quarantine: str = ""  # provider whose quarantine rows ``check`` accounts for (its truly unreadable input)
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,8 @@ class Outcome:
     stopped_ingest: int = 0
     stopped_postgres: int = 0
     dlq_replayed: int = 0  # events the faults parked in the DLQ, replayed as the operator would (dlq replay)
+    accepted_ids: list[str] = field(default_factory=list)  # the ids a 2xx answer named (a job's id)
+    notes: str = ""  # the flow's own figures, for the row
     sends: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     ready_seconds: float = 0.0  # spawning and loading the sandboxes, before any fault
@@ -109,7 +129,7 @@ class Outcome:
             f"{self.pg_terminated} connections; {self.kills} SIGKILLs, {self.restarts} sandboxes restarted; "
             f"{self.effects} effects, 0 doubled, 0 lost; duplicates stopped: {self.stopped_ingest} at ingest, "
             f"{self.stopped_postgres} by Postgres; {self.dlq_replayed} replayed from the DLQ"
-        )
+        ) + (f"; {self.notes}" if self.notes else "")
 
 
 # -- the child: a sandbox under faults, storming ingest while its event source mapping polls --------------------
@@ -138,10 +158,10 @@ def _child(env: dict[str, str], function: str, out: str, ready: Any, work: Any, 
     if items is None:
         return
     lock = threading.Lock()
-    url = f"{HOST}{env['CHAOS_PATH']}"
     sending = threading.Event()
 
     def one(idx: int, eid: str, body: bytes, headers: dict[str, str]) -> None:
+        url = f"{HOST}{env['CHAOS_PATH']}".replace("{id}", eid)
         for attempt in range(3):  # the provider's quick retries; what stays refused is retried in the recovery
             sent = time.monotonic()
             try:
@@ -159,8 +179,14 @@ def _child(env: dict[str, str], function: str, out: str, ready: Any, work: Any, 
                 return
             time.sleep(0.02)
 
+    tick = _ticker(env.get("CHAOS_TICK", ""))
+
     def poll() -> None:  # the event source mapping, under the same faults, while the deliveries go on
+        next_tick = 0.0
         while sending.is_set():
+            if tick and time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_SECONDS
+                tick()
             if not sum(p.poll_once() for p in pollers):
                 time.sleep(0.05)
 
@@ -180,14 +206,36 @@ def _child(env: dict[str, str], function: str, out: str, ready: Any, work: Any, 
         p.drain(max_rounds=50)
 
 
-def _accepted(answer: str) -> int | None:
+TICK_SECONDS = 0.5
+
+
+def _accepted(answer: str) -> int | str | None:
+    """What a 2xx answer accepted: the events' count (ingest), or the id it made (a job)."""
     with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
-        return int(json.loads(answer)["accepted"])
+        body = json.loads(answer)
+        return str(body["job_id"]) if "job_id" in body else int(body["accepted"])
     return None
 
 
+def _ticker(function: str) -> Callable[[], None] | None:
+    """A scheduled function's invocation (EventBridge's): a failed one is Lambda's Errors, the next one runs."""
+    if not function:
+        return None
+    from devstack.lambda_runtime import LambdaContext, function_timeout, load_handler
+
+    handler = load_handler(function)
+
+    def tick() -> None:
+        with contextlib.suppress(Exception):
+            handler(
+                {"source": "aws.events"}, LambdaContext(function_name=function, timeout_s=function_timeout(function))
+            )
+
+    return tick
+
+
 def _pollers(env: dict[str, str]) -> list[Any]:
-    """The event source mappings: the event worker, then the send worker."""
+    """The event source mappings (``CHAOS_POLLERS``: the flow's workers and their queues)."""
     from devstack.aws_local import boto_client
     from devstack.lambda_runtime import function_timeout, load_handler
     from devstack.poller import QueuePoller
@@ -196,8 +244,8 @@ def _pollers(env: dict[str, str]) -> list[Any]:
     return [
         QueuePoller(
             sqs=sqs,
-            queue_url=env[f"CHAOS_{queue}_URL"],
-            queue_arn=env[f"CHAOS_{queue}_ARN"],
+            queue_url=queue_url,
+            queue_arn=queue_arn,
             handler=load_handler(function),
             function_name=function,
             timeout_s=function_timeout(function),
@@ -207,14 +255,16 @@ def _pollers(env: dict[str, str]) -> list[Any]:
             # short WhatsApp storm left 2 sends pending, 2 runs of 2: not yet understood).
             retry_delay=int(env.get("CHAOS_RETRY_DELAY", "0")),
         )
-        for function, queue in (("EventWorkerFunction", "EVENTS"), ("SendWorkerFunction", "SEND"))
+        for function, queue_url, queue_arn in json.loads(env["CHAOS_POLLERS"])
     ]
 
 
 # -- the harness's own faults: Postgres and process death -----------------------------------------------------
 
 
-def _postgres_faults(url: str, rng: random.Random, every: float, stop: threading.Event, seen: Counter[str]) -> None:
+def _postgres_faults(
+    url: str, rng: random.Random, every: float, stop: threading.Event, seen: Counter[str], tables: list[str]
+) -> None:
     with psycopg.connect(url, autocommit=True, application_name="chaos-harness") as conn:
         while not stop.wait(every * (0.5 + rng.random())):
             if rng.random() < 0.5:
@@ -226,7 +276,7 @@ def _postgres_faults(url: str, rng: random.Random, every: float, stop: threading
                 seen["pg_terminate"] += 1
                 seen["pg_terminated"] += int(killed[0]) if killed else 0
             else:
-                table = rng.choice(["event_log", "send_queue", "tickets", "whatsapp_messages", "linkedin_messages"])
+                table = rng.choice(tables)
                 with conn.transaction():
                     conn.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")  # past the children's lock_timeout
                     seen["pg_lock_held"] += 1
@@ -316,10 +366,8 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
         "LLM_TIMEOUT": "1",
         "CHAOS_PATH": flow.path,
         "CHAOS_THREADS": str(settings.threads),
-        "CHAOS_EVENTS_URL": stack.aws.physical["EventsQueue"],
-        "CHAOS_EVENTS_ARN": stack.aws.arns["EventsQueue"],
-        "CHAOS_SEND_URL": stack.aws.physical["SendQueue"],
-        "CHAOS_SEND_ARN": stack.aws.arns["SendQueue"],
+        "CHAOS_POLLERS": json.dumps([[f, stack.aws.physical[q], stack.aws.arns[q]] for f, q in flow.pollers]),
+        "CHAOS_TICK": flow.tick,
         **flow.env,
     }
     from devstack.fakes import Behaviour
@@ -349,9 +397,14 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
     stop = threading.Event()
     points = sorted(rng.randrange(1, max(2, len(items) * 9 // 10)) for _ in range(settings.kills))
     helpers = [
-        threading.Thread(target=_postgres_faults, args=(database_url, rng, settings.pg_every, stop, harness)),
+        threading.Thread(
+            target=_postgres_faults,
+            args=(database_url, rng, settings.pg_every, stop, harness, [*TABLES, *flow.tables]),
+        ),
         threading.Thread(target=_killer, args=(slots, boxes.answered, points, stop, harness)),
     ]
+    own = contextlib.ExitStack()  # the flow's own faults, on with the harness's
+    flow_faults: Counter[str] = own.enter_context(flow.faults_at(settings)) if flow.faults_at else Counter()
     for h in helpers:
         h.start()
     storm_started = time.monotonic()
@@ -376,6 +429,7 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
     stop.set()
     for h in helpers:
         h.join()
+    own.close()
     spare[0].kill()  # never given work: nothing of the storm is lost with it
     for slot in slots:
         if slot.proc.exitcode is None:  # past the deadline: a hang
@@ -388,6 +442,7 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
     for kind in flow.fakes:  # the provider heals; what it injected is counted
         for name, n in stack.fakes.behaviours.pop(kind).injected.items():
             outcome.faults[f"{kind} {name}"] += n
+    outcome.faults.update(flow_faults)
     for path in faults_dir.glob("*.faults"):
         for line in path.read_text().splitlines():
             kind, service, _ = line.split(" ", 2)
@@ -438,6 +493,10 @@ def _recover(
                     outcome.answered_2xx += 1
                     got_2xx.add(eid)
                     outcome.stopped_ingest += accepted == 0
+                    if isinstance(accepted, str):
+                        outcome.accepted_ids.append(accepted)
+                elif status in flow.settled:
+                    got_2xx.add(eid)
                 elif status in RETRYABLE:
                     outcome.refused += 1
     for eid in deliveries:
@@ -447,10 +506,13 @@ def _recover(
             outcome.refused += 1
             with after_invocation_deadline(flow.function):  # the dead or refused invocation's reservation lapsed
                 raw, headers = flow.deliver(eid)  # re-signed now, as the provider does
-                answer = stack.invoke_http(flow.function, "POST", f"{HOST}{flow.path}", raw, headers)
+                url = f"{HOST}{flow.path}".replace("{id}", eid)
+                answer = stack.invoke_http(flow.function, "POST", url, raw, headers)
             outcome.deliveries += 1
-            if 200 <= answer.status < 300:
+            if 200 <= answer.status < 300 or answer.status in flow.settled:
                 got_2xx.add(eid)
+            if 200 <= answer.status < 300 and isinstance(made := _accepted(answer.body.decode()), str):
+                outcome.accepted_ids.append(made)
     assert got_2xx == set(deliveries), f"never accepted after the faults stopped: {set(deliveries) - got_2xx}"
     for round_ in range(10):
         if round_ >= 2:
@@ -465,6 +527,8 @@ def _recover(
         outcome.dlq_replayed += _replay_dead_letters(stack, db)
         reap()  # leases lapsed -> unknown; unknown -> reconciled (sent, pending or review); outbox swept
         redrive(stack, "SendWorkerFunction", "SendQueue")
+        if flow.recover:
+            outcome.dlq_replayed += flow.recover(stack, db, round_)
         open_sends = db.execute(
             "SELECT count(*) FROM send_queue WHERE status NOT IN ('sent', 'review', 'failed')"
         ).fetchone()[0]

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import pytest
 
+from tests import mailbox_support
 from tests.chaos import invariants, storm
 from tests.chaos.flows import FLOWS
 
 pytestmark = pytest.mark.slow
 
+dovecot = mailbox_support.dovecot  # the mailbox flow's IMAP server, started only when that flow runs
+
 
 @pytest.mark.parametrize("flow", FLOWS, ids=[f.name for f in FLOWS])
-def test_chaos_storm_every_event_has_exactly_one_effect(stack, db, database_url, proof, tmp_path, monkeypatch, flow):
+def test_chaos_storm_every_event_has_exactly_one_effect(
+    stack, db, database_url, proof, tmp_path, monkeypatch, request, flow
+):
+    if flow.fixture and flow.attach:
+        flow.attach(request.getfixturevalue(flow.fixture))
     monkeypatch.setenv("SEND_RELAY_GRACE_SECONDS", "0")
     monkeypatch.setenv("SEND_RECONCILE_AFTER_SECONDS", "0")  # the storm is over: no hung request can still land
     for name, value in flow.env.items():  # the recovery's workers and reapers run with the flow's settings too
