@@ -133,3 +133,21 @@ def test_callers_of_post_sends_cannot_queue_a_forward(stack, db):
     answer = post_send(stack, send_body("x", channel="forward"), key="fwd-1")
     assert answer.status == 400 and answer.json()["error"] == "internal_channel"
     assert forwards(db) == []
+
+
+def test_a_graph_batch_settled_at_once_forwards_each_event_once(stack, db, monkeypatch):
+    from tests.functional.test_graph_batch import OTHER, queue_messages, run_batch
+    from tests.graph_support import add_mail, item
+
+    enable(stack, monkeypatch)
+    add_mail(stack, "a1", "<a1@example.com>", conversation_id="conv-a")
+    add_mail(stack, "e1", "<e1@example.com>", user=OTHER, conversation_id="conv-e")
+    messages = queue_messages(item("a1"), item("e1", user=OTHER), item("a1", change="updated", etag='W/"etag-2"'))
+    # WHEN the Graph worker settles the batch in one commit (its batch processor), then the same batch again
+    assert run_batch(stack, messages) == {"batchItemFailures": []}
+    assert run_batch(stack, messages) == {"batchItemFailures": []}
+    stack.drain("SendWorkerFunction", "SendQueue")
+    # THEN one forward per event, each delivered once
+    keys = sorted(r[0] for r in db.execute("SELECT event_key FROM event_log").fetchall())
+    assert len(keys) == 3 and len(forwards(db)) == 3
+    assert sorted(r["id"] for r in received(stack)) == keys
