@@ -1,7 +1,9 @@
 """Chaos storms (short, fixed seed): per flow, unique events x copies from spawned processes through the real
 handlers, with throttles, 500s and lost answers at DynamoDB and SQS, terminated and locked Postgres sessions,
 failing and hanging provider fakes and SIGKILLs at random moments, all at once; then the recovery; then
-exactly one effect per event, none without one, no send twice (``tests/chaos/``; the long run: ``make chaos``)."""
+exactly one effect per event, none without one, no send twice (``tests/chaos/``; the long run: ``make chaos``).
+The mailbox jobs flow: triggers and scheduler ticks, IMAP hang-ups and resets mid-FETCH at a real dovecot, then
+every mail processed once and never two IMAP sessions of one user at once (``tests/chaos/mailbox_flow.py``)."""
 
 from __future__ import annotations
 
