@@ -8,6 +8,7 @@ then. These scenarios prove that argument; the send worker's own boundaries are 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,7 @@ def _recover(stack: Any) -> None:
     for _ in range(3):
         redrive(stack)
         reap()
-        stack.drain("SendWorkerFunction", "SendQueue")
+        redrive(stack, "SendWorkerFunction", "SendQueue")
         if stack.queue_depth("EventsQueue") == 0 and stack.queue_depth("SendQueue") == 0:
             return
 
@@ -86,4 +87,37 @@ def test_sigkill_between_settle_and_forward_then_recovery_forwards_each_event_on
         cases=EVENTS,
         held=f"{len(per_id)}/{EVENTS} settled events forwarded exactly once (counted at the fake receiver, "
         f"each signature verified); {resent} resent, {lost} lost",
+    )
+
+
+def test_a_forward_killed_after_the_receiver_took_it_is_sent_again_with_the_same_webhook_id(
+    stack, db, proof, monkeypatch
+):
+    """The send worker's own boundary, for this channel: at_least_once, so an unknown outcome is sent again
+    (never held for review), under the same webhook-id, which the receiver dedups on."""
+    enable(stack, monkeypatch)
+    monkeypatch.setenv("SEND_RECONCILE_AFTER_SECONDS", "0")
+    _deliver_events(stack)
+    stack.drain()  # settled, the forwards queued and relayed
+    kill_poll(
+        stack, "send.worker.after_provider", "SendWorkerFunction", "SendQueue", extra_env={"SEND_LEASE_SECONDS": "1"}
+    )
+    time.sleep(1.2)  # the lease is Postgres time: let it lapse for real
+    assert reap(["send_leases"]) == {"send_leases": 1}  # -> unknown, never pending
+    _recover(stack)
+    # THEN every event's forward is sent, none reviewed; the receiver took the killed one twice, one webhook-id
+    rows = forwards(db)
+    assert {r["status"] for r in rows} == {"sent"} and len(rows) == EVENTS
+    assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+    per_id = {e["key"]: e["count"] for e in stack.fakes.effects() if e["kind"] == KIND}
+    assert sorted(per_id) == sorted(r[0] for r in db.execute("SELECT event_key FROM event_log").fetchall())
+    assert sorted(per_id.values()) == [1, 2], per_id
+    assert dlq_depth(stack) == 0
+    proof.record(
+        kind="crash",
+        flow=FLOW,
+        name="send.worker.after_provider (channel forward)",
+        cases=EVENTS,
+        held=f"{len(rows)}/{EVENTS} forwards sent, 0 reviewed; the one killed after the receiver took it was sent "
+        f"again under the same webhook-id ({max(per_id.values())} deliveries of one id, for the receiver to dedup)",
     )
