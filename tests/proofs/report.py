@@ -45,7 +45,7 @@ NOT_HELD = ("FAILED", "SKIPPED", "MISSING")
 # Flows a proof that recorded no rows (it failed or never ran) is counted under, by its parameter or module.
 FLOWS = {
     *("generic", "github", "graph", "livekit", "mailbox", "operations", "operator API", "send", "slack"),
-    *("standard", "stripe", "unipile", "whatsapp"),
+    *("standard", "stripe", "unipile", "whatsapp", "forward"),
 }
 MODULE_FLOWS = {"operator": "operator API", "jobs": "mailbox", "send": "send"}
 
