@@ -3,6 +3,7 @@ and a fake receiver over HTTP that verifies each delivery's Standard Webhooks si
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -151,3 +152,22 @@ def test_a_graph_batch_settled_at_once_forwards_each_event_once(stack, db, monke
     keys = sorted(r[0] for r in db.execute("SELECT event_key FROM event_log").fetchall())
     assert len(keys) == 3 and len(forwards(db)) == 3
     assert sorted(r["id"] for r in received(stack)) == keys
+
+
+def test_another_exactly_once_stack_takes_a_forward_on_its_standard_webhooks_route(stack, db):
+    """The receiver can be this bundle itself: its Standard Webhooks adapter verifies the forward's signature
+    (our own verifier, ingest/adapters) and dedups on webhook-id, so a resent forward is stopped there."""
+    from exactly_once.core.events import InboundEvent
+    from exactly_once.sends import forward
+    from tests.generic_support import STANDARD_SECRET
+
+    event = InboundEvent(provider="whatsapp", key="whatsapp:wamid.X1", group="g", kind="message:text", payload={"a": 1})
+    body = json.dumps(forward.body_of(event), separators=(",", ":")).encode()
+    url = "http://127.0.0.1:3000/webhooks/standard/acme"
+    for _ in range(2):  # a forward, then its resend after an unknown outcome: the same webhook-id
+        headers = forward.signed_headers(forward.signing_key(STANDARD_SECRET), forward.webhook_id(event.key), body)
+        assert stack.invoke_http("GenericIngestFunction", "POST", url, body, headers).status == 200
+    stack.drain()
+    assert db.execute("SELECT event_key, deliveries FROM event_log").fetchall() == [
+        ("standard:acme:whatsapp:wamid.X1", 1)
+    ]
