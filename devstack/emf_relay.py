@@ -123,6 +123,11 @@ class EmfRelay:
         return len(text)
 
     def flush(self) -> None:
+        # A line printed without its newline (a prompt, progress) shows now; an EMF line always ends in one.
+        pending = getattr(self._partial, "text", "")
+        if pending and not pending.startswith('{"_aws"'):
+            self.target.write(pending)
+            self._partial.text = ""
         self.target.flush()
 
     def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno... as the terminal has them

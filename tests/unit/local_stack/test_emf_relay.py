@@ -75,6 +75,9 @@ def test_the_relay_takes_emf_lines_off_stdout_and_keeps_each_threads_lines_whole
         t.join()
     assert relay.relayed == 200
     assert sorted(set(terminal.getvalue().splitlines())) == [f"plain line {n}" for n in range(4)]
+    relay.write("progress: 50%")
+    relay.flush()
+    assert terminal.getvalue().endswith("progress: 50%")
     assert relay.send() > 0
     summed = {d["MetricName"]: d["StatisticValues"]["Sum"] for _, data in put for d in data}
     assert summed[Metric.DUP_INGEST] == 400.0 and summed[Metric.ACCEPTED] == 600.0
