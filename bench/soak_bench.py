@@ -42,6 +42,7 @@ from devstack import launcher
 from devstack.lambda_runtime import add_code_paths
 from devstack.storm import Delivery, Flow, StormClient
 from devstack.storm_flows import discover
+from devstack.template import ROOT
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 APP_NAME = "eo-soak"  # the soak's own Postgres sessions, left out of the stack's connection count
@@ -63,14 +64,18 @@ class Answers:
     """Every answer so far, counted under one lock (the client threads and the sampler share it)."""
 
     by_status: dict[str, dict[int, int]] = field(default_factory=dict)  # flow -> status -> count
+    refusals: dict[str, int] = field(default_factory=dict)  # "status error-code" -> count (not 2xx)
     latencies_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, flow: str, status: int, latency_s: float) -> None:
+    def add(self, flow: str, status: int, latency_s: float, body: bytes) -> None:
         with self.lock:
             counts = self.by_status.setdefault(flow, {})
             counts[status] = counts.get(status, 0) + 1
             self.latencies_ms.append(latency_s * 1000)
+            if status >= 300:
+                reason = f"{status} {_error_code(body)}"
+                self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
     def totals(self) -> dict[str, int]:
         with self.lock:
@@ -117,13 +122,22 @@ class Feed:
         return batches, [pair for wave in waves for pairs in wave for pair in pairs if pair is not None]
 
 
+def _error_code(body: bytes) -> str:
+    """The answer's ``error`` code (the ingest's 503 ``in_progress`` is a retry the provider makes anyway)."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return "-"
+    return str(answer.get("error") or answer.get("message") or "-") if isinstance(answer, dict) else "-"
+
+
 def _send(client: StormClient, answers: Answers, flow: str, delivery: Delivery) -> None:
     started = time.perf_counter()
     try:
-        status, _ = client.request(delivery.method, delivery.path, delivery.body, delivery.signed_headers())
+        status, body = client.request(delivery.method, delivery.path, delivery.body, delivery.signed_headers())
     except (http.client.HTTPException, OSError):
-        status = 599
-    answers.add(flow, status, time.perf_counter() - started)
+        status, body = 599, b""
+    answers.add(flow, status, time.perf_counter() - started, body)
 
 
 def _tree_rss(process: psutil.Process) -> tuple[int, int, int, int]:
@@ -198,12 +212,28 @@ def summarise(samples: list[dict[str, Any]], window_s: float) -> dict[str, Any]:
     return out
 
 
-def _settle(url: str, timeout: float) -> float:
-    """Seconds until every source queue is empty (the workers caught up), at most ``timeout``."""
+#: Claims still to settle: a send the pacing or a retry deferred waits in Postgres, not in a queue.
+UNSETTLED = {"send_queue": ("pending", "processing")}
+
+
+def _settle(url: str, timeout: float) -> tuple[float, dict[str, int]]:
+    """Seconds until the queues are empty and no claim waits (the workers caught up, at most ``timeout``),
+    and what still waited then."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout and _queues(url)[0]:
+    while True:
+        claims = launcher.get_json(url + "/local/state", timeout=10)["claims"]
+        waiting = {
+            f"{table}.{status}": claims[table][status]
+            for table, states in UNSETTLED.items()
+            for status in states
+            if claims.get(table, {}).get(status)
+        }
+        backlog = _queues(url)[0]
+        if backlog:
+            waiting["queued messages"] = backlog
+        if not waiting or time.monotonic() - started > timeout:
+            return time.monotonic() - started, waiting
         time.sleep(2)
-    return time.monotonic() - started
 
 
 def effects(batches: list[Batch], database_url: str) -> dict[str, dict[str, int]]:
@@ -268,13 +298,18 @@ def soak(stack: launcher.RunningStack, db_name: str, seconds: float, rate: float
     elapsed = time.monotonic() - started
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         samples.append(_sample(started, process, admin, db_name, answers, stack.url))
-    settle_s = _settle(stack.url, timeout=180)
+    settle_s, unsettled = _settle(stack.url, timeout=180)
     return {
         "seconds": round(elapsed, 1),
         "rate_target_per_s": rate,
         "rate_sent_per_s": round(sent / elapsed, 2),
         "settle_after_s": round(settle_s, 1),
-        "answers": {**answers.totals(), "by_flow": {f: dict(sorted(c.items())) for f, c in answers.by_status.items()}},
+        "unsettled_then": unsettled,
+        "answers": {
+            **answers.totals(),
+            "by_flow": {f: dict(sorted(c.items())) for f, c in answers.by_status.items()},
+            "refusals": answers.refusals,
+        },
         "ack_ms": {p: round(percentile(answers.latencies_ms, v), 1) for p, v in (("p50", 50), ("p99", 99))},
         "effects": effects(sent_batches, stack.parameters()["DATABASE_URL"]),
         "skipped": feed.skipped,
@@ -295,8 +330,9 @@ def main() -> None:
     every = _setting("SOAK_SAMPLE_S", 10)
     add_code_paths()  # the flows derive dedup keys with the adapters' own code
     db_name = f"eo_soak_bench_{int(time.time())}"
+    log_path = ROOT / ".local" / "soak-stack.log"  # kept: the 5xx and ERROR lines are explained there
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="eo-soak-") as tmp:
-        log_path = Path(tmp) / "stack.log"
         extra = {"LOCAL_DB_NAME": db_name, "DATABASE_URL": ""}
         try:
             with (
@@ -309,6 +345,7 @@ def main() -> None:
             with psycopg.connect(ADMIN, autocommit=True) as admin:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name)))
         result["stack_log_error_lines"] = _log_errors(log_path)
+    result["stack_log"] = str(log_path.relative_to(ROOT))
     write_result("soak", result)
     flat = result["flat"]
     rows = [

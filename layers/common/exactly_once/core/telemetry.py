@@ -8,6 +8,7 @@ reports each under its own dimension. No message bodies or secrets are logged.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -78,24 +79,33 @@ class Metric:
 
 
 class Counters:
-    """Counts per provider during one invocation; ``flush`` emits one EMF blob per provider."""
+    """Counts per provider during one invocation; ``flush`` emits one EMF blob per provider.
+
+    Locked: a batch's dedup threads count, and the local stack runs every function's invocations
+    in one process, where one flushing while another counted raised "dictionary changed size during
+    iteration" (a 500 found by the soak, bench/soak_bench.py).
+    """
 
     def __init__(self, service: str = "exactly-once") -> None:
         self._service = service
         self._by_provider: dict[str, EphemeralMetrics] = {}
+        self._lock = threading.Lock()
 
     def incr(self, provider: str, name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
-        metrics = self._by_provider.get(provider)
-        if metrics is None:
-            metrics = EphemeralMetrics(namespace=NAMESPACE, service=self._service)
-            metrics.add_dimension(name="provider", value=provider)
-            self._by_provider[provider] = metrics
-        metrics.add_metric(name=name, unit=unit, value=value)
+        with self._lock:
+            metrics = self._by_provider.get(provider)
+            if metrics is None:
+                metrics = EphemeralMetrics(namespace=NAMESPACE, service=self._service)
+                metrics.add_dimension(name="provider", value=provider)
+                self._by_provider[provider] = metrics
+            metrics.add_metric(name=name, unit=unit, value=value)
 
     def flush(self) -> None:
-        for metrics in self._by_provider.values():
+        with self._lock:
+            taken = list(self._by_provider.values())
+            self._by_provider.clear()
+        for metrics in taken:  # out of the map: a count made meanwhile starts a new blob
             metrics.flush_metrics()
-        self._by_provider.clear()
 
 
 counters = Counters()
