@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once.core import db
 from exactly_once.core.errors import BadRequestError, DatabaseUnavailableError, HttpError, ServiceUnavailableError
@@ -46,11 +45,7 @@ def enqueue(request: Request) -> dict[str, Any]:
         logger.warning("send not queued: database unavailable", extra={"error": type(exc).__name__})
         raise ServiceUnavailableError("database unavailable", code="database_unavailable") from exc
     if queued.created:
-        try:
-            send_queue.relay([queued.id])  # after commit
-        except (BotoCoreError, ClientError, psycopg.Error):
-            # Committed: answer 201 anyway; the outbox sweeper relays the record within a minute.
-            logger.exception("relay failed; the outbox sweeper will relay", extra={"send_id": queued.id})
+        send_queue.relay_committed([queued.id], "send")  # committed: 201 anyway; else the sweeper relays it
         counters.incr(PROVIDER, Metric.ACCEPTED)
     else:
         counters.incr(PROVIDER, Metric.DUP_DATABASE)

@@ -30,6 +30,7 @@ from exactly_once.core.events import QUARANTINE_KIND, InboundEvent
 from exactly_once.core.telemetry import Metric, counters, flushes_metrics, logger
 from exactly_once.providers import PROVIDERS
 from exactly_once.sends import forward
+from exactly_once.sends import queue as send_queue
 
 Processor = Callable[[InboundEvent], str]
 # Settles a batch's events of one provider at once: (SQS message id, event) in order -> outcomes by id.
@@ -77,7 +78,7 @@ class EventWorker:
                 _defer(records, {str(r.get("messageId")) for r in records}, deferred)
             raise
         finally:
-            forward.relay(forwards)
+            send_queue.relay_committed(forwards, "forward")
         if deferred:
             failures = cast(list[dict[str, str]], response.get("batchItemFailures") or [])
             _defer(records, {f["itemIdentifier"] for f in failures}, deferred)
@@ -180,7 +181,7 @@ class EventWorker:
         if send_id is not None and forwards is not None:
             forwards.append(send_id)
         elif send_id is not None:
-            forward.relay([send_id])
+            send_queue.relay_committed([send_id], "forward")
 
     def _quarantine(self, event: InboundEvent, reason: str) -> str:
         conn = db.connection()

@@ -36,7 +36,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ConfigurationError, ProviderCallError
@@ -157,16 +156,6 @@ def enqueue(conn: psycopg.Connection[Any], event: InboundEvent, outcome: str) ->
         return None
     crashpoint("forward.after_enqueue")
     return queued.id if queued.created else None
-
-
-def relay(ids: Sequence[int]) -> None:
-    """After the batch: relay the forwards it queued (the send queue's sweeper relays what this misses)."""
-    if not ids:
-        return
-    try:
-        send_queue.relay(list(ids))
-    except (BotoCoreError, ClientError, ConfigurationError, psycopg.Error):
-        logger.exception("forward relay failed; the sweeper will relay it", extra={"send_ids": list(ids)})
 
 
 def replay(conn: psycopg.Connection[Any], send_ids: Sequence[int] | None = None, *, note: str, by: str) -> list[int]:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg.types.json import Jsonb
 
 from exactly_once.core import aws, db
@@ -141,6 +142,21 @@ def relay(ids: Sequence[int]) -> int:
         # is visible, and the record would be marked relayed: refuse, loudly.
         raise RuntimeError("send_queue.relay() runs after the enqueueing transaction commits")
     return relay_outbox(conn, list(ids))
+
+
+def relay_committed(ids: Sequence[int], what: str) -> int:
+    """``relay`` for a caller whose transaction has committed its effect: a failure is logged, not raised.
+
+    Raising could not help: a retry of the caller's event stops at its committed effect. The outbox
+    sweeper (``reconcile.sweep_outbox``) relays what this misses. Returns how many went.
+    """
+    if not ids:
+        return 0
+    try:
+        return relay(ids)
+    except (BotoCoreError, ClientError, ConfigurationError, psycopg.Error):
+        logger.exception(f"{what} relay failed; the sweeper will relay it", extra={"send_ids": list(ids)})
+        return 0
 
 
 def relay_outbox(

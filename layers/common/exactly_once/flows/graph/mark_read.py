@@ -4,8 +4,9 @@ Off unless ``GRAPH_MARK_READ`` is true (template parameter ``GraphMarkRead``; th
 ``Mail.ReadWrite`` application permission, not only ``Mail.Read``). When on, the mail's ticket or
 comment and a send-queue row (channel ``graph``, key ``graph-read:<mailbox>:<mail id>``) commit in
 one transaction (``tickets.apply_mail``): no mark before the ticket, no ticket without its mark.
-After the commit the row is relayed to the send queue (the outbox sweeper relays what a relay
-missed) and the send worker PATCHes ``isRead`` under the queue's claim, so one worker at a time.
+After the commit the row is relayed to the send queue (``send_queue.relay_committed``; the outbox
+sweeper relays what a relay missed) and the send worker PATCHes ``isRead`` under the queue's claim,
+so one worker at a time.
 
 Setting ``isRead`` twice changes nothing, so the row's policy is ``at_least_once``: after a timeout
 the reconciliation reads ``isRead`` back (``find``) and settles the row as sent when it is set,
@@ -18,10 +19,8 @@ import os
 from typing import Any
 
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once.core.errors import ConfigurationError, ProviderCallError
-from exactly_once.core.telemetry import logger
 from exactly_once.flows.graph.client import DEFAULT_THROTTLE_SECONDS, GraphClient
 from exactly_once.sends import queue as send_queue
 from exactly_once.sends.channels import FindResult, Found, NotFound
@@ -56,16 +55,6 @@ def enqueue(conn: psycopg.Connection[Any], mailbox: str, graph_message_id: str) 
     """Inside the ticket's transaction: the row to relay after commit, or None when it was queued before."""
     enqueued = send_queue.enqueue(conn, request(mailbox, graph_message_id))
     return enqueued.id if enqueued.created else None
-
-
-def relay(ids: list[int]) -> None:
-    """After the commit; a failed relay is left to the send queue's outbox sweeper."""
-    if not ids:
-        return
-    try:
-        send_queue.relay(ids)
-    except (BotoCoreError, ClientError, ConfigurationError, psycopg.Error):
-        logger.exception("mark-read relay failed; the sweeper will relay it", extra={"send_ids": ids})
 
 
 class GraphReadSender:

@@ -19,10 +19,11 @@ from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import PermanentEventError, RetryLaterError
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.telemetry import Metric, counters, logger
-from exactly_once.flows.graph import lifecycle, mark_read
+from exactly_once.flows.graph import lifecycle
 from exactly_once.flows.graph.client import GraphClient, GraphThrottledError, MailMessage, MessageGoneError
 from exactly_once.flows.graph.resync_events import RESYNC_KIND, resync_mail
 from exactly_once.flows.graph.tickets import MailOutcome, apply_mail, apply_mails
+from exactly_once.sends import queue as send_queue
 
 _RESOURCE = re.compile(r"^/?users/([^/]+)/(?:mailfolders/[^/]+/)?messages/([^/?]+)", re.IGNORECASE)
 
@@ -43,7 +44,7 @@ def process(event: InboundEvent) -> str:
     mailbox, mail = fetched
     result = apply_mail(conn, mail, event, mailbox)
     crashpoint("graph.worker.after_commit_one")  # the one-by-one commit (process_batch has its own)
-    mark_read.relay([result.read_send] if result.read_send is not None else [])
+    send_queue.relay_committed([result.read_send] if result.read_send is not None else [], "mark-read")
     return _counted(result)
 
 
@@ -81,7 +82,7 @@ def process_batch(events: Sequence[tuple[str, InboundEvent]]) -> dict[str, str]:
         logger.warning("batch apply failed, events go one by one", extra={"error": type(exc).__name__})
         return settled
     crashpoint("graph.worker.after_commit")
-    mark_read.relay([r.read_send for r in results if r.read_send is not None])
+    send_queue.relay_committed([r.read_send for r in results if r.read_send is not None], "mark-read")
     for (message_id, *_), outcome in zip(fetched, results, strict=True):
         settled[message_id] = _counted(outcome)
     return settled

@@ -21,11 +21,10 @@ import functools
 from typing import Any
 
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 
 from exactly_once.core import db, store
 from exactly_once.core.crash import crashpoint
-from exactly_once.core.errors import ConfigurationError, PermanentEventError
+from exactly_once.core.errors import PermanentEventError
 from exactly_once.core.events import InboundEvent
 from exactly_once.core.telemetry import Metric, counters, logger
 from exactly_once.flows.whatsapp import store as whatsapp_store
@@ -126,12 +125,7 @@ def _enqueue_reply(conn: psycopg.Connection[Any], message: InboundMessage, text:
 
 
 def _relay(send_id: int) -> None:
-    try:
-        send_queue.relay([send_id])
-    except (BotoCoreError, ClientError, ConfigurationError, psycopg.Error):
-        # Committed already: a retry of this event would stop at the event log, so raising
-        # would not help. The send queue's sweeper relays the rows a relay missed.
-        logger.exception("reply relay failed; the sweeper will relay it", extra={"send_id": send_id})
+    send_queue.relay_committed([send_id], "reply")
     crashpoint("whatsapp.worker.after_relay")
 
 
