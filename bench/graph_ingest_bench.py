@@ -4,12 +4,20 @@ AWS calls are counted with botocore's ``before-call`` event on the ingest's own
 clients, against the serialised moto server. Cold start is the time to import a
 handler module and build its clients in a fresh interpreter, divided by the time
 of ``import boto3`` plus one client in the same run (medians of several runs).
+
+"Its clients" (issue 17): those built at init, plus the ones its first request builds
+(``FIRST_REQUEST_CLIENTS``), so that a client moved from init to first use is still
+counted. Both sides run with the layer's packages only, as on Lambda: a package that
+this virtualenv has for the tests but the layer does not ship (``cryptography``, which
+PyJWT would load if present; ``certifi``, which botocore would prefer) is refused.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -25,6 +33,17 @@ from tests.graph_support import HEADERS, URL, body, item
 from tests.harness import stack_env
 
 COLD_RUNS = 7
+#: The AWS clients a function's first ordinary request builds when it did not build them at init
+#: (core/aws.py builds a client, and imports boto3, on first use). The ingest functions build theirs
+#: at init; the send and event workers, the job worker, the console page, the authorizer and the
+#: migration reach no AWS service on an ordinary request.
+FIRST_REQUEST_CLIENTS = {
+    "JobSchedulerFunction": ("sqs",),  # every tick queues the due jobs
+    "JobTriggerFunction": ("sqs",),  # POST /jobs/{user_id}/trigger queues the job
+    "SendEnqueueFunction": ("sqs",),  # a new send is relayed after commit
+    "ClaimReaperFunction": ("sqs",),  # the outbox sweeper relays
+    "GraphSubscriptionsFunction": ("sqs",),  # the resyncs queue the mails found
+}
 
 
 def _count_calls(clients: list[Any]) -> Counter[str]:
@@ -84,15 +103,36 @@ def aws_calls(env: dict[str, str]) -> dict[str, Any]:
 
 _SNIPPET = """
 import sys, time
+class _NotShipped:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {refused!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in the layer)", name=name)
+sys.meta_path.insert(0, _NotShipped())
 t = time.perf_counter()
 {body}
 print(time.perf_counter() - t)
 """
 
 
+def not_in_layer() -> frozenset[str]:
+    """Top-level modules installed here whose distribution the layer does not ship (its requirements.txt)."""
+    pinned = (LAYER_DIR / "requirements.txt").read_text(encoding="utf-8")
+    layer = {_normalise(m) for m in re.findall(r"^([A-Za-z0-9_.-]+)==", pinned, re.MULTILINE)}
+    layer.add("exactly-once")  # the library itself (the layer's python/ folder)
+    return frozenset(
+        top
+        for top, dists in importlib.metadata.packages_distributions().items()
+        if not any(_normalise(d) in layer for d in dists)
+    )
+
+
+def _normalise(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
 def _time_in_fresh_interpreter(code: str, env: dict[str, str]) -> float:
     out = subprocess.run(
-        [sys.executable, "-c", _SNIPPET.format(body=code)],
+        [sys.executable, "-c", _SNIPPET.format(body=code, refused=sorted(not_in_layer()))],
         env=env,
         capture_output=True,
         text=True,
@@ -109,18 +149,28 @@ def cold_starts(env: dict[str, str]) -> dict[str, Any]:
         _time_in_fresh_interpreter("import boto3\nboto3.client('sqs', region_name='us-east-1')", child_env)
         for _ in range(COLD_RUNS)
     ]
-    results: dict[str, Any] = {"baseline_import_boto3_plus_client_s": median(baseline), "functions": {}}
+    results: dict[str, Any] = {
+        "baseline_import_boto3_plus_client_s": median(baseline),
+        "not_in_layer_refused": sorted(not_in_layer() & {"cryptography", "certifi"}),
+        "functions": {},
+    }
     for name, fn in template.functions().items():
         props = fn["Properties"]
         module = str(props["Handler"]).rpartition(".")[0]
         code_dir = ROOT / props["CodeUri"]
         fenv = {**child_env, "PYTHONPATH": os.pathsep.join([str(code_dir), str(LAYER_DIR)])}
+        clients = FIRST_REQUEST_CLIENTS.get(name, ())
+        code = f"import {module}" + "".join(f"\nfrom exactly_once.core import aws\naws.{c}()" for c in clients)
         try:
-            runs = [_time_in_fresh_interpreter(f"import {module}", fenv) for _ in range(COLD_RUNS)]
+            runs = [_time_in_fresh_interpreter(code, fenv) for _ in range(COLD_RUNS)]
         except subprocess.CalledProcessError as exc:
             results["functions"][name] = {"error": exc.stderr.strip().splitlines()[-1][:200]}
             continue
-        results["functions"][name] = {"import_s": median(runs), "ratio": median(runs) / median(baseline)}
+        results["functions"][name] = {
+            "import_s": median(runs),
+            "ratio": median(runs) / median(baseline),
+            "first_request_clients": list(clients),
+        }
     return results
 
 
