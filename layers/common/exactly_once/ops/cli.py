@@ -5,16 +5,15 @@
     exactly-once quarantine replay ID [--note TEXT] [--payload FILE] [--force]
     exactly-once quarantine resolve ID --note TEXT
     exactly-once send resolve SEND_ID sent|resend|drop --note TEXT [--provider-message-id ID]
-    exactly-once dlq list [--limit N]
-    exactly-once dlq replay [--limit N] [--note TEXT]
+    exactly-once dlq list|replay [--limit N] [--note TEXT]
     exactly-once trace KEY [--provider P]
     exactly-once graph watch|unwatch|status|resync [MAILBOX]   (ops/graph_cli.py)
+    exactly-once forward list|replay [SEND_ID ...] --note TEXT   (ops/forward_cli.py)
 
-Where things are: Postgres from ``--database-url`` / ``DATABASE_URL``, else the RDS secret
-(``--db-secret-arn`` / ``DB_SECRET_ARN`` / the stack's ``DatabaseSecretArn`` parameter); the
-events queue and the idempotency table from the flags, the environment (``EVENTS_QUEUE_URL``,
-``IDEMPOTENCY_TABLE``) or the stack's outputs (``--stack-name``); ``--local`` reads the local
-stack's ``env.local.json`` (its moto endpoint, database and queues).
+Where things are: Postgres from ``--database-url`` / ``DATABASE_URL``, else the RDS secret (``--db-secret-arn``
+/ ``DB_SECRET_ARN`` / the stack's ``DatabaseSecretArn`` parameter); the events queue and the idempotency table
+from the flags, the environment (``EVENTS_QUEUE_URL``, ``IDEMPOTENCY_TABLE``) or the stack's outputs
+(``--stack-name``); ``--local`` reads the local stack's ``env.local.json`` (its moto endpoint, database, queues).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from typing import Any
 
 from exactly_once.core.display import escaped_output, json_text
 from exactly_once.core.errors import ExactlyOnceError
-from exactly_once.ops import graph_cli
+from exactly_once.ops import forward_cli, graph_cli
 
 STATUSES = ("open", "replayed", "resolved", "all")
 
@@ -336,7 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     _quarantine_commands(commands)
     _send_commands(commands)
     _dlq_commands(commands)
-    graph_cli.add_commands(commands)
+    for more in (graph_cli, forward_cli):
+        more.add_commands(commands)
     trace = commands.add_parser("trace", help="what happened to one event, layer by layer")
     trace.add_argument("key", help="the event key (event_log.event_key, e.g. graph:<sub>|created|<id>|<etag>)")
     trace.add_argument("--provider", help="default: the key's prefix")

@@ -27,3 +27,11 @@ WITH replayed AS (
     RETURNING id
 )
 SELECT id FROM replayed ORDER BY id;
+
+-- name: forward_list
+-- Forwards an operator may replay: failed (refused, or attempts ran out) or in review, oldest first.
+SELECT id, status::text, attempts, recipient, last_error, status_changed_at
+  FROM send_queue
+ WHERE channel = 'forward' AND status IN ('failed', 'review')
+ ORDER BY status_changed_at, id
+ LIMIT %(limit)s;
