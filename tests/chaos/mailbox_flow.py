@@ -35,7 +35,7 @@ from tests.chaos.imap_faults import FaultyImapProxy
 from tests.chaos.storm import ChaosFlow, Outcome, Settings
 from tests.harness import Stack
 from tests.mailbox_support import SCHEDULER, TOKEN_HEADERS, TRIGGER, WORKER
-from tests.proofs.crash_support import redrive
+from tests.proofs.crash_support import after_visibility_timeout, redrive
 
 SECRET, PASSWORD = "IMAP_PASSWORD_CHAOS", "pw-chaos-storm"  # one secret for the storm's users (env first)
 PROCESSOR = "exactly_once.flows.mailbox.transaction_alerts:TransactionAlerts"
@@ -122,14 +122,22 @@ def _imap_faults(settings: Settings) -> Iterator[Counter[str]]:
 
 
 def _recover(stack: Stack, db: Any, round_: int) -> int:
-    """A recovery round's mailbox part: the DLQ's job messages moved back, the scheduler's next tick (the clock
-    moved on a minute per round: every user is due again), and the JobsQueue worked off."""
-    moved = _redrive_dead_jobs(stack)
+    """A recovery round's mailbox part: the scheduler's next tick, the JobsQueue worked off, and the job messages
+    parked in its DLQ moved back until both are empty.
+
+    The tick's clock is two minutes further on per round: every user is due again, even one whose last job a
+    re-delivered trigger made in a later slot (the provider's retry runs past the dead invocation's deadline,
+    ``after_invocation_deadline``, so its slot can be the next minute's)."""
     from devstack.lambda_runtime import LambdaContext
 
-    with time_machine.travel(time.time() + 60 * (round_ + 1)):
+    with time_machine.travel(time.time() + 120 * (round_ + 1)):
         stack.handler(SCHEDULER)({"source": "aws.events"}, LambdaContext(SCHEDULER, 60))
-    redrive(stack, WORKER, "JobsQueue")
+    moved = 0
+    for _ in range(10):  # a message the storm's receives used up goes to the DLQ when SQS hands it out again
+        redrive(stack, WORKER, "JobsQueue")
+        moved += _redrive_dead_jobs(stack)
+        if not stack.queue_depth("JobsQueue") and not stack.queue_depth("JobsDeadLetterQueue"):
+            break
     return moved
 
 
@@ -138,18 +146,20 @@ def _redrive_dead_jobs(stack: Stack) -> int:
     worker settles it (a job already expired by the reaper: acknowledged; a queued one: claimed)."""
     sqs, physical = stack.sqs(), stack.aws.physical
     moved = 0
-    while got := sqs.receive_message(QueueUrl=physical["JobsDeadLetterQueue"], MaxNumberOfMessages=10).get(
-        "Messages", []
-    ):
-        for m in got:
-            sqs.send_message(
-                QueueUrl=physical["JobsQueue"],
-                MessageBody=m["Body"],
-                MessageGroupId=f"redrive-{m['MessageId']}",
-                MessageDeduplicationId=m["MessageId"],
-            )
-            sqs.delete_message(QueueUrl=physical["JobsDeadLetterQueue"], ReceiptHandle=m["ReceiptHandle"])
-            moved += 1
+    # On redrive's clock: a message SQS parked while ``redrive`` had moved the clock on is not visible before it.
+    with after_visibility_timeout(stack, "JobsQueue"):
+        while got := sqs.receive_message(QueueUrl=physical["JobsDeadLetterQueue"], MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for m in got:
+                sqs.send_message(
+                    QueueUrl=physical["JobsQueue"],
+                    MessageBody=m["Body"],
+                    MessageGroupId=f"redrive-{m['MessageId']}",
+                    MessageDeduplicationId=m["MessageId"],
+                )
+                sqs.delete_message(QueueUrl=physical["JobsDeadLetterQueue"], ReceiptHandle=m["ReceiptHandle"])
+                moved += 1
     return moved
 
 
@@ -184,7 +194,7 @@ def _held(stack: Stack, db: Any, users: list[str], where: str, outcome: Outcome)
     unreadable = {m for u in users for m in STATE.unreadable.get(u, ())}
     for name, seen in (("processed_mails", processed), ("mail_transactions", effects), ("event_log", logged)):
         wrong = {k: seen.get(k, 0) for k in readable | set(seen) if seen.get(k, 0) != (k in readable)}
-        assert not wrong, f"{name}: mails not there exactly once (or not ours): {wrong} {where}"
+        assert not wrong, f"{name}: mails not exactly once: {wrong}; {_state(stack, db, {u for u, _ in wrong})} {where}"
     assert parked == Counter({(m,): 1 for m in unreadable}), f"quarantined {parked}, unreadable {unreadable} {where}"
     overlapping = {STATE.login.get(u, u): n for u, n in proxy.max_at_once.items() if n > 1}
     assert not overlapping and not proxy.overlaps, f"two IMAP sessions at once: {overlapping} {where}"
@@ -198,6 +208,21 @@ def _held(stack: Stack, db: Any, users: list[str], where: str, outcome: Outcome)
         f"{sessions} IMAP sessions, at most 1 per user at once"
     )
     return len(readable)
+
+
+def _state(stack: Stack, db: Any, users: set[str]) -> str:
+    """Where the users' jobs and mailboxes stand, for a failure's message."""
+    jobs = db.execute(
+        "SELECT job_id, origin, status, attempts, mails_seen, mails_processed, error, created_at, finished_at"
+        " FROM mailbox_jobs WHERE user_id = ANY(%s) ORDER BY id",
+        (sorted(users),),
+    ).fetchall()
+    checked = db.execute(
+        "SELECT user_id, last_check_time FROM mailbox_configs WHERE user_id = ANY(%s)", (sorted(users),)
+    ).fetchall()
+    logins = {u: STATE.proxy.logins.get(STATE.login[u], 0) if STATE.proxy else "?" for u in users}
+    queued = {q: stack.queue_depth(q) for q in ("JobsQueue", "JobsDeadLetterQueue")}
+    return f"jobs {jobs}, last checks {checked}, IMAP logins {logins}, queues {queued}"
 
 
 MAILBOX = ChaosFlow(
@@ -220,7 +245,10 @@ MAILBOX = ChaosFlow(
         "MAILBOX_QUEUE_TTL_SECONDS": str(JOB_LEASE),  # a job whose message was lost expires as soon
         "MAILBOX_RELAY_GRACE_SECONDS": "1",
     },
-    open_work="SELECT count(*) FROM mailbox_jobs WHERE status IN ('scheduled', 'queued', 'running')",
+    # Open: a user whose last job has not succeeded (pending, or failed or expired: the next due tick makes one).
+    open_work="SELECT count(*) FROM mailbox_configs c LEFT JOIN LATERAL (SELECT status FROM mailbox_jobs j"
+    " WHERE j.user_id = c.user_id ORDER BY j.id DESC LIMIT 1) last ON true WHERE last.status IS DISTINCT FROM"
+    " 'succeeded'",
     check=_held,
     pollers=((WORKER, "JobsQueue"),),
     tick=SCHEDULER,

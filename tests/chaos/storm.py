@@ -33,12 +33,11 @@ from typing import Any
 
 import psycopg
 
+from tests.chaos.sandbox import HOST, RETRYABLE, Item, accepted_of, child
 from tests.harness import Stack
 from tests.proofs.children import reap
 from tests.proofs.crash_support import after_invocation_deadline, redrive
 
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
-HOST = "http://127.0.0.1:3000"
 LEASE_SECONDS = 2
 #: The event source mappings the sandboxes poll while they deliver: (function, queue).
 WORKERS = (("EventWorkerFunction", "EventsQueue"), ("SendWorkerFunction", "SendQueue"))
@@ -132,133 +131,6 @@ class Outcome:
         ) + (f"; {self.notes}" if self.notes else "")
 
 
-# -- the child: a sandbox under faults, storming ingest while its event source mapping polls --------------------
-
-Item = tuple[int, str, bytes, dict[str, str]]  # (position in the storm, event id, body, headers)
-
-
-def _child(env: dict[str, str], function: str, out: str, ready: Any, work: Any, answered: Any) -> None:
-    """Load everything a sandbox needs, say so (``ready``), then wait for work: the deliveries still to make.
-
-    The harness keeps one loaded child spare, so a killed child's deliveries resume at once in a warm one,
-    as a provider retries what never got an answer. While its threads deliver, a poller thread runs the event
-    worker (Lambda's event source mapping does not wait for ingest to finish); then the queues are drained.
-    """
-    os.environ.update(env)
-    from devstack.lambda_runtime import LambdaContext, add_code_paths, apigw_event, function_timeout, load_handler
-
-    add_code_paths()
-    from tests.proofs.concurrency_support import _per_thread_containers
-
-    _per_thread_containers()
-    handler = load_handler(function)
-    pollers = _pollers(env)
-    ready.set()
-    items: list[Item] | None = work.get()
-    if items is None:
-        return
-    lock = threading.Lock()
-    sending = threading.Event()
-
-    def one(idx: int, eid: str, body: bytes, headers: dict[str, str]) -> None:
-        url = f"{HOST}{env['CHAOS_PATH']}".replace("{id}", eid)
-        for attempt in range(3):  # the provider's quick retries; what stays refused is retried in the recovery
-            sent = time.monotonic()
-            try:
-                context = LambdaContext(function_name=function, timeout_s=function_timeout(function))
-                result = handler(apigw_event("POST", url, body, headers), context)
-                status, answer = int(result["statusCode"]), result.get("body") or ""
-            except Exception:  # an unhandled error: API Gateway answers 502
-                status, answer = 502, ""
-            final = status not in RETRYABLE or attempt == 2
-            with lock, open(out, "a", encoding="utf-8") as f:
-                f.write(json.dumps([idx, eid, status, _accepted(answer), final, time.monotonic() - sent]) + "\n")
-            if final:
-                with answered.get_lock():
-                    answered.value += 1
-                return
-            time.sleep(0.02)
-
-    tick = _ticker(env.get("CHAOS_TICK", ""))
-
-    def poll() -> None:  # the event source mapping, under the same faults, while the deliveries go on
-        next_tick = 0.0
-        while sending.is_set():
-            if tick and time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + TICK_SECONDS
-                tick()
-            if not sum(p.poll_once() for p in pollers):
-                time.sleep(0.05)
-
-    threads = int(env["CHAOS_THREADS"])
-    chunks = [items[i::threads] for i in range(threads)]
-    senders = [threading.Thread(target=lambda c=c: [one(*it) for it in c]) for c in chunks]
-    sending.set()
-    poller = threading.Thread(target=poll)
-    poller.start()
-    for t in senders:
-        t.start()
-    for t in senders:
-        t.join()
-    sending.clear()
-    poller.join()
-    for p in pollers:
-        p.drain(max_rounds=50)
-
-
-TICK_SECONDS = 0.5
-
-
-def _accepted(answer: str) -> int | str | None:
-    """What a 2xx answer accepted: the events' count (ingest), or the id it made (a job)."""
-    with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
-        body = json.loads(answer)
-        return str(body["job_id"]) if "job_id" in body else int(body["accepted"])
-    return None
-
-
-def _ticker(function: str) -> Callable[[], None] | None:
-    """A scheduled function's invocation (EventBridge's): a failed one is Lambda's Errors, the next one runs."""
-    if not function:
-        return None
-    from devstack.lambda_runtime import LambdaContext, function_timeout, load_handler
-
-    handler = load_handler(function)
-
-    def tick() -> None:
-        with contextlib.suppress(Exception):
-            handler(
-                {"source": "aws.events"}, LambdaContext(function_name=function, timeout_s=function_timeout(function))
-            )
-
-    return tick
-
-
-def _pollers(env: dict[str, str]) -> list[Any]:
-    """The event source mappings (``CHAOS_POLLERS``: the flow's workers and their queues)."""
-    from devstack.aws_local import boto_client
-    from devstack.lambda_runtime import function_timeout, load_handler
-    from devstack.poller import QueuePoller
-
-    sqs = boto_client("sqs", env["AWS_ENDPOINT_URL"])
-    return [
-        QueuePoller(
-            sqs=sqs,
-            queue_url=queue_url,
-            queue_arn=queue_arn,
-            handler=load_handler(function),
-            function_name=function,
-            timeout_s=function_timeout(function),
-            # A failed message's pause before it is visible again (Lambda: the queue's VisibilityTimeout). 0 here;
-            # the bench's 30-event storms set 1: at 0 s the sandboxes' tight polling spent a message's five
-            # receives inside one held lock and parked it in the DLQ (with 1 s in the whole test file the
-            # short WhatsApp storm left 2 sends pending, 2 runs of 2: not yet understood).
-            retry_delay=int(env.get("CHAOS_RETRY_DELAY", "0")),
-        )
-        for function, queue_url, queue_arn in json.loads(env["CHAOS_POLLERS"])
-    ]
-
-
 # -- the harness's own faults: Postgres and process death -----------------------------------------------------
 
 
@@ -307,7 +179,7 @@ class _Sandboxes:
         ready, work = self.ctx.Event(), self.ctx.Queue()
         env = {**self.env, "EO_FAULTS_STREAM": str(self.spawned)}  # a fault schedule per sandbox, from the seed
         self.spawned += 1
-        proc = self.ctx.Process(target=_child, args=(env, self.function, str(self.answers), ready, work, self.answered))
+        proc = self.ctx.Process(target=child, args=(env, self.function, str(self.answers), ready, work, self.answered))
         proc.start()
         return proc, ready, work
 
@@ -482,6 +354,7 @@ def _recover(
 ) -> None:
     """The provider re-delivers every event it never got a 2xx for; SQS redelivers; reapers; send worker."""
     got_2xx: set[str] = set()
+    settled = 0  # final refusals of a duplicate (the mailbox's 409: the store holds the user's one pending job)
     if answers.exists():
         for line in answers.read_text().splitlines():
             with contextlib.suppress(ValueError):
@@ -497,6 +370,7 @@ def _recover(
                         outcome.accepted_ids.append(accepted)
                 elif status in flow.settled:
                     got_2xx.add(eid)
+                    settled += 1
                 elif status in RETRYABLE:
                     outcome.refused += 1
     for eid in deliveries:
@@ -511,7 +385,8 @@ def _recover(
             outcome.deliveries += 1
             if 200 <= answer.status < 300 or answer.status in flow.settled:
                 got_2xx.add(eid)
-            if 200 <= answer.status < 300 and isinstance(made := _accepted(answer.body.decode()), str):
+                settled += answer.status in flow.settled
+            if 200 <= answer.status < 300 and isinstance(made := accepted_of(answer.body.decode()), str):
                 outcome.accepted_ids.append(made)
     assert got_2xx == set(deliveries), f"never accepted after the faults stopped: {set(deliveries) - got_2xx}"
     for round_ in range(10):
@@ -542,6 +417,7 @@ def _recover(
             "SELECT coalesce(sum(deliveries) - count(*), 0) FROM event_log WHERE provider = %s", (flow.provider,)
         ).fetchone()
         outcome.stopped_postgres = int(row[0])
+    outcome.stopped_postgres += settled
     outcome.sends = Counter(dict(db.execute("SELECT status::text, count(*) FROM send_queue GROUP BY 1").fetchall()))
 
 
