@@ -238,7 +238,9 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
         "LLM_TIMEOUT": "1",
         "CHAOS_PATH": flow.path,
         "CHAOS_THREADS": str(settings.threads),
-        "CHAOS_POLLERS": json.dumps([[f, stack.aws.physical[q], stack.aws.arns[q]] for f, q in flow.pollers]),
+        "CHAOS_POLLERS": json.dumps(
+            [[f, stack.aws.physical[q], stack.aws.arns[q], _batch(stack, f, q)] for f, q in flow.pollers]
+        ),
         "CHAOS_TICK": flow.tick,
         **flow.env,
     }
@@ -327,6 +329,14 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
     _recover(stack, db, flow, deliveries, answers, outcome)
     outcome.seconds = round(time.monotonic() - started, 1)
     return outcome
+
+
+def _batch(stack: Stack, function: str, queue: str) -> int:
+    """The event source mapping's BatchSize in the template (10 where it names none)."""
+    from devstack.routes import queue_sources
+
+    sizes = {(s.function, s.queue): s.batch_size for s in queue_sources(stack.aws.template)}
+    return sizes.get((function, queue), 10)
 
 
 class _Exited:
