@@ -15,6 +15,7 @@ from typing import Any
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 HOST = "http://127.0.0.1:3000"
+LEASE_SECONDS = 2  # the storm's leases (sends, LiveKit claims): a dead worker's lapses in the storm's time
 TICK_SECONDS = 0.5
 
 Item = tuple[int, str, bytes, dict[str, str]]  # (position in the storm, event id, body, headers)

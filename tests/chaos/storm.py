@@ -33,12 +33,10 @@ from typing import Any
 
 import psycopg
 
-from tests.chaos.sandbox import HOST, RETRYABLE, Item, accepted_of, child
+from tests.chaos.recovery import recover
+from tests.chaos.sandbox import LEASE_SECONDS, Item, child
 from tests.harness import Stack
-from tests.proofs.children import reap
-from tests.proofs.crash_support import after_invocation_deadline, redrive
 
-LEASE_SECONDS = 2
 #: The event source mappings the sandboxes poll while they deliver: (function, queue).
 WORKERS = (("EventWorkerFunction", "EventsQueue"), ("SendWorkerFunction", "SendQueue"))
 TABLES = ("event_log", "send_queue", "tickets", "whatsapp_messages", "linkedin_messages")  # held locks land here
@@ -326,7 +324,7 @@ def run(stack: Stack, db: Any, database_url: str, flow: ChaosFlow, settings: Set
     outcome.kills = (
         harness["harness_sigkill"] + outcome.faults.get("dynamodb kill", 0) + outcome.faults.get("sqs kill", 0)
     )
-    _recover(stack, db, flow, deliveries, answers, outcome)
+    recover(stack, db, flow, deliveries, answers, outcome)
     outcome.seconds = round(time.monotonic() - started, 1)
     return outcome
 
@@ -352,97 +350,3 @@ class _Exited:
 
     def kill(self) -> None:
         return None
-
-
-def _recover(
-    stack: Stack,
-    db: Any,
-    flow: ChaosFlow,
-    deliveries: dict[str, tuple[bytes, dict[str, str]]],
-    answers: Path,
-    outcome: Outcome,
-) -> None:
-    """The provider re-delivers every event it never got a 2xx for; SQS redelivers; reapers; send worker."""
-    got_2xx: set[str] = set()
-    settled = 0  # final refusals of a duplicate (the mailbox's 409: the store holds the user's one pending job)
-    if answers.exists():
-        for line in answers.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                _idx, eid, status, accepted, _final, seconds = json.loads(line)
-                outcome.deliveries += 1
-                outcome.storm_deliveries += 1
-                outcome.ack_seconds.append(seconds)
-                if 200 <= status < 300:
-                    outcome.answered_2xx += 1
-                    got_2xx.add(eid)
-                    outcome.stopped_ingest += accepted == 0
-                    if isinstance(accepted, str):
-                        outcome.accepted_ids.append(accepted)
-                elif status in flow.settled:
-                    got_2xx.add(eid)
-                    settled += 1
-                elif status in RETRYABLE:
-                    outcome.refused += 1
-    for eid in deliveries:
-        for _ in range(5):
-            if eid in got_2xx:
-                break
-            outcome.refused += 1
-            with after_invocation_deadline(flow.function):  # the dead or refused invocation's reservation lapsed
-                raw, headers = flow.deliver(eid)  # re-signed now, as the provider does
-                url = f"{HOST}{flow.path}".replace("{id}", eid)
-                answer = stack.invoke_http(flow.function, "POST", url, raw, headers)
-            outcome.deliveries += 1
-            if 200 <= answer.status < 300 or answer.status in flow.settled:
-                got_2xx.add(eid)
-                settled += answer.status in flow.settled
-            if 200 <= answer.status < 300 and isinstance(made := accepted_of(answer.body.decode()), str):
-                outcome.accepted_ids.append(made)
-    assert got_2xx == set(deliveries), f"never accepted after the faults stopped: {set(deliveries) - got_2xx}"
-    for round_ in range(10):
-        if round_ >= 2:
-            # The faults are over: a send the storm deferred (Retry-After, a backoff) is due now rather than
-            # after its wait, as if the clock had moved on (its outbox record comes due with it).
-            db.execute("UPDATE send_queue SET scheduled_for = now() WHERE status = 'pending' AND scheduled_for > now()")
-            db.execute(
-                "UPDATE send_outbox SET available_at = least(available_at, now()),"
-                " created_at = least(created_at, now() - interval '1 hour') WHERE relayed_at IS NULL"
-            )  # and past the sweeper's grace (it leaves a record that young to the after-commit relay)
-        redrive(stack)
-        outcome.dlq_replayed += _replay_dead_letters(stack, db)
-        reap()  # leases lapsed -> unknown; unknown -> reconciled (sent, pending or review); outbox swept
-        redrive(stack, "SendWorkerFunction", "SendQueue")
-        if flow.recover:
-            outcome.dlq_replayed += flow.recover(stack, db, round_)
-        open_sends = db.execute(
-            "SELECT count(*) FROM send_queue WHERE status NOT IN ('sent', 'review', 'failed')"
-        ).fetchone()[0]
-        if flow.open_work:
-            open_sends += db.execute(flow.open_work).fetchone()[0]
-        if not open_sends and not stack.queue_depth("EventsQueue") and not stack.queue_depth("SendQueue"):
-            break
-        time.sleep(LEASE_SECONDS + 0.2)  # leases are Postgres time: let a dead worker's lapse
-    if flow.provider:
-        row = db.execute(
-            "SELECT coalesce(sum(deliveries) - count(*), 0) FROM event_log WHERE provider = %s", (flow.provider,)
-        ).fetchone()
-        outcome.stopped_postgres = int(row[0])
-    outcome.stopped_postgres += settled
-    outcome.sends = Counter(dict(db.execute("SELECT status::text, count(*) FROM send_queue GROUP BY 1").fetchall()))
-
-
-def _replay_dead_letters(stack: Stack, db: Any) -> int:
-    """An event whose five receives all met a fault is parked in the events DLQ (the alarm pages): the operator
-    replays it (``exactly-once dlq replay``, the same library function), and the effect's guarantees settle it."""
-    if not stack.queue_depth("EventsDeadLetterQueue"):
-        return 0
-    from devstack.aws_local import boto_client
-    from exactly_once.ops.quarantine import replay_dead_letters
-
-    sqs = boto_client("sqs", stack.aws.endpoint)
-    physical = stack.aws.physical
-    replayed = replay_dead_letters(
-        db, sqs, physical["EventsDeadLetterQueue"], physical["EventsQueue"], by="chaos-recovery", limit=50
-    )
-    redrive(stack)
-    return len(replayed)
