@@ -232,6 +232,8 @@ def _settle(url: str, timeout: float) -> tuple[float, dict[str, int]]:
         if backlog:
             waiting["queued messages"] = backlog
         if not waiting or time.monotonic() - started > timeout:
+            # Where every send ended (a reply the provider never confirmed is "unknown", kept for review).
+            waiting.update({f"send_queue.{k} (final)": v for k, v in claims.get("send_queue", {}).items()})
             return time.monotonic() - started, waiting
         time.sleep(2)
 
@@ -304,7 +306,7 @@ def soak(stack: launcher.RunningStack, db_name: str, seconds: float, rate: float
         "rate_target_per_s": rate,
         "rate_sent_per_s": round(sent / elapsed, 2),
         "settle_after_s": round(settle_s, 1),
-        "unsettled_then": unsettled,
+        "unsettled_then": unsettled,  # and the send queue's final statuses
         "answers": {
             **answers.totals(),
             "by_flow": {f: dict(sorted(c.items())) for f, c in answers.by_status.items()},
