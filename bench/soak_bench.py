@@ -282,21 +282,23 @@ def soak(stack: launcher.RunningStack, db_name: str, seconds: float, rate: float
     ):
         samples.append(_sample(started, process, admin, db_name, answers, stack.url))
         next_sample = started + every
-        while sent / rate < seconds:
-            batches, deliveries = ready.get(timeout=120)  # a feed that died raises Empty here
-            for flow, delivery in deliveries:
-                due = started + sent / rate
-                if due - started >= seconds:
-                    break
-                if time.monotonic() >= next_sample:
-                    samples.append(_sample(started, process, admin, db_name, answers, stack.url))
-                    next_sample += every
-                time.sleep(max(0.0, due - time.monotonic()))
-                pool.submit(_send, client, answers, flow, delivery)
-                sent += 1
-            else:
-                sent_batches += batches
-        stop.set()
+        try:
+            while sent / rate < seconds:
+                batches, deliveries = ready.get(timeout=120)  # a feed that died raises Empty here
+                for flow, delivery in deliveries:
+                    due = started + sent / rate
+                    if due - started >= seconds:
+                        break
+                    if time.monotonic() >= next_sample:
+                        samples.append(_sample(started, process, admin, db_name, answers, stack.url))
+                        next_sample += every
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    pool.submit(_send, client, answers, flow, delivery)
+                    sent += 1
+                else:
+                    sent_batches += batches
+        finally:  # Ctrl-C included: the feed stops making batches for a stack about to stop
+            stop.set()
     elapsed = time.monotonic() - started
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         samples.append(_sample(started, process, admin, db_name, answers, stack.url))
