@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 import time_machine
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from devstack.lambda_runtime import LambdaContext, sqs_event
 from exactly_once.core import aws
 from exactly_once.flows.mailbox import jobs as mailbox_jobs
 from exactly_once.flows.mailbox import scheduling as mailbox_scheduling
@@ -403,3 +406,29 @@ def test_an_unreadable_job_message_is_quarantined_not_retried(stack, db):
     assert row[0] == "mailbox" and row[1].startswith("unreadable mailbox job message")
     assert json.loads(row[2]) == {"body": "not json"}
     assert stack.queue_depth("JobsQueue") == 0
+
+
+def test_a_released_job_comes_back_after_the_retry_wait_not_the_queues_hour(stack, db, mailbox_user, monkeypatch):
+    # GIVEN a retry wait of 2 s (60 s deployed) and a job whose IMAP login fails
+    monkeypatch.setenv("MAILBOX_RETRY_SECONDS", "2")
+    user = mailbox_user("alice")
+    user.add_mail("<w1@bank.example>")
+    trigger(stack, "alice")
+    monkeypatch.setenv(user.secret_name, "wrong")
+    url, sqs = stack.aws.physical["JobsQueue"], stack.sqs()
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    # WHEN the worker runs it as Lambda would (not the local poller, which makes a failure visible at once)
+    with pytest.raises(BatchProcessingError):  # its only record failed: the invocation fails, nothing deleted
+        stack.handler(WORKER)(sqs_event(messages, stack.aws.arns["JobsQueue"]), LambdaContext())
+    assert jobs(db, "alice")[0][1:4] == ("queued", "trigger", 1)
+    # THEN the message is hidden for the retry wait only (the queue's visibility timeout is an hour)
+    assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages") is None
+    time.sleep(2.5)
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    assert [m["MessageId"] for m in again] == [messages[0]["MessageId"]]
+    # AND with the secret fixed, that delivery succeeds
+    monkeypatch.setenv(user.secret_name, user.password)
+    assert stack.handler(WORKER)(sqs_event(again, stack.aws.arns["JobsQueue"]), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert jobs(db, "alice")[0][1:5] == ("succeeded", "trigger", 2, 1)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +23,7 @@ import psycopg
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from exactly_once.core import db, store
+from exactly_once.core import aws, db, store
 from exactly_once.core.crash import crashpoint
 from exactly_once.core.errors import ConfigurationError
 from exactly_once.core.queries import q
@@ -162,6 +163,21 @@ def _release(
     return "failed"
 
 
+def _retry_soon(record: SQSRecord) -> None:
+    """A released job's message comes back after ``MAILBOX_RETRY_SECONDS`` (60), not the JobsQueue's
+    visibility timeout: that is an hour (six times the worker's timeout, for a job still running), and
+    meanwhile the user's job is pending, so triggers answer 409 and ticks skip the user."""
+    queue_url = os.environ.get("JOBS_QUEUE_URL")
+    if not queue_url:
+        return
+    try:
+        wait = env_int("MAILBOX_RETRY_SECONDS", 60)
+        handle = record.receipt_handle
+        aws.sqs().change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=wait)
+    except Exception as exc:  # the message then waits out the queue's visibility timeout: later, never lost
+        logger.warning("could not shorten the job's retry wait", extra={"error": type(exc).__name__})
+
+
 class MailboxJobWorker:
     """JobsQueue batches (SQS FIFO, group = user) with partial batch failures.
 
@@ -193,6 +209,9 @@ class MailboxJobWorker:
                 outcome = run_job(db.connection(), job_id, self.processor)
             except psycopg.OperationalError:
                 db.reset()  # a broken connection: the retry opens a new one
+                raise
+            except JobRetryError:
+                _retry_soon(record)
                 raise
             logger.info("mailbox job settled", extra={"outcome": outcome})
             return outcome
