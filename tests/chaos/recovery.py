@@ -70,6 +70,8 @@ def recover(
             # The faults are over: a send the storm deferred (Retry-After, a backoff) is due now rather than
             # after its wait, as if the clock had moved on (its outbox record comes due with it).
             db.execute("UPDATE send_queue SET scheduled_for = now() WHERE status = 'pending' AND scheduled_for > now()")
+            # and so is a sender a rate limit paused (a WhatsApp 429 without Retry-After pauses it 60 s)
+            db.execute("UPDATE sender_pacing SET paused_until = NULL WHERE paused_until > now()")
             db.execute(
                 "UPDATE send_outbox SET available_at = least(available_at, now()),"
                 " created_at = least(created_at, now() - interval '1 hour') WHERE relayed_at IS NULL"
