@@ -431,4 +431,5 @@ def test_a_released_job_comes_back_after_the_retry_wait_not_the_queues_hour(stac
     assert stack.handler(WORKER)(sqs_event(again, stack.aws.arns["JobsQueue"]), LambdaContext()) == {
         "batchItemFailures": []
     }
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"])  # as Lambda does after a success
     assert jobs(db, "alice")[0][1:5] == ("succeeded", "trigger", 2, 1)
