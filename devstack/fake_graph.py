@@ -15,6 +15,7 @@ ACCESS_TOKEN = "fake-graph-token"  # noqa: S105 - the fake issues it; every API 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # Graph's default message properties leave internetMessageHeaders out: only $select returns them.
 _UNSELECTED = frozenset({"internetMessageHeaders"})
+NOT_FOUND = {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
 
 
 def install(fakes: FakeProviders) -> None:
@@ -42,11 +43,15 @@ def install(fakes: FakeProviders) -> None:
             return 401, {"error": "invalid_client"}
         return 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": ACCESS_TOKEN}
 
+    def addressed(request: FakeRequest, kind: str) -> tuple[str, tuple[str, str], Reply | None]:
+        """The message id, its (user, id) key and a 401 unless the bearer token is the issued one.
+        Graph decodes the path: the worker quotes every id (an address's '@' as %40)."""
+        mid = unquote(request.match.group("mid"))
+        return mid, (unquote(request.match.group("user")).lower(), mid), unauthorized(fakes, request, kind, mid)
+
     @fakes.route("GET", r"/graph/v1\.0/users/(?P<user>[^/]+)/messages/(?P<mid>[^/]+)")
     def get_message(request: FakeRequest) -> Reply:
-        # Graph decodes the path: the worker quotes every id (an address's '@' as %40).
-        mid = unquote(request.match.group("mid"))
-        refused = unauthorized(fakes, request, "graph.get_message", mid)
+        mid, key, refused = addressed(request, "graph.get_message")
         if refused:
             return refused
         call = fakes.record("graph.get_message", mid, request)
@@ -59,24 +64,23 @@ def install(fakes: FakeProviders) -> None:
             code = "TooManyRequests" if status == 429 else "ServiceUnavailable"
             # Graph's throttling 429 carries a Retry-After (seconds), which the client honours.
             return status, {"error": {"code": code}}, {"Retry-After": "1"} if status == 429 else {}
-        message = messages.get((unquote(request.match.group("user")).lower(), mid))
+        message = messages.get(key)
         if message is None:
-            return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
+            return 404, NOT_FOUND
         return 200, selected(message, request.query.get("$select", [""])[0])
 
     @fakes.route("PATCH", r"/graph/v1\.0/users/(?P<user>[^/]+)/messages/(?P<mid>[^/]+)")
     def mark_read(request: FakeRequest) -> Reply:
         # Mark-as-read (flows/graph/mark_read.py): the only update the bundle makes, {"isRead": true}.
-        mid = unquote(request.match.group("mid"))
-        refused = unauthorized(fakes, request, "graph.mark_read", mid)
+        mid, key, refused = addressed(request, "graph.mark_read")
         if refused:
             return refused
         body = request.json()
         if body != {"isRead": True}:
             return fakes.refuse("graph.mark_read", mid, request, 400, "body", {"error": {"code": "BadRequest"}})
-        message = messages.get((unquote(request.match.group("user")).lower(), mid))
+        message = messages.get(key)
         if message is None:
-            return 404, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not found."}}
+            return 404, NOT_FOUND
         call = fakes.record("graph.mark_read", mid, request)
         message["isRead"] = True  # a hang (behave sleeps past the client's timeout): marked, the answer late
         failing = fakes.behave("graph.mark_read")

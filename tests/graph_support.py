@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from devstack.aws_local import boto_client
 from devstack.fake_graph import graph_message
 from tests.harness import TEST_SECRETS, Stack
 
@@ -48,3 +49,13 @@ def add_mail(stack: Stack, message_id: str, internet_message_id: str, user: str 
 
 def post(stack: Stack, payload: str | bytes, headers: dict[str, str] | None = None, url: str = URL):
     return stack.invoke_http("GraphIngestFunction", "POST", url, payload, headers or HEADERS)
+
+
+def forget_ingest(stack: Stack) -> None:
+    """Every ingest record gone (expired) and the Graph ingest in a new container (no local cache):
+    a re-delivery now passes ingest, as one after the dedup window does."""
+    ddb = boto_client("dynamodb", stack.aws.endpoint)
+    for page in ddb.get_paginator("scan").paginate(TableName="IdempotencyTable"):
+        for record in page["Items"]:
+            ddb.delete_item(TableName="IdempotencyTable", Key={"id": record["id"]})
+    stack._modules.pop("GraphIngestFunction")

@@ -12,7 +12,7 @@ import pytest
 
 from devstack import emf_relay
 from devstack.aws_local import boto_client
-from tests.graph_support import add_mail, body, item, post
+from tests.graph_support import add_mail, body, forget_ingest, item, post
 from tests.harness import Stack
 
 BASE = "http://local/console/api/"
@@ -45,11 +45,7 @@ def test_a_duplicate_storm_is_counted_per_layer_over_time(stack, capsys, monkeyp
     stack.drain()
     printed.append(capsys.readouterr().out)
     # AND a re-delivery past the ingest record (expired): the worker's event log stops it
-    ddb = boto_client("dynamodb", stack.aws.endpoint)
-    for page in ddb.get_paginator("scan").paginate(TableName="IdempotencyTable"):
-        for record in page["Items"]:
-            ddb.delete_item(TableName="IdempotencyTable", Key={"id": record["id"]})
-    stack._modules.pop("GraphIngestFunction")  # a new container: no local cache
+    forget_ingest(stack)
     post(stack, body(item("m1")))
     stack.drain()
     printed.append(capsys.readouterr().out)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from devstack.aws_local import boto_client
 from devstack.fakes import Behaviour
 from devstack.lambda_runtime import LambdaContext
 from exactly_once.core.telemetry import Metric, counters
 from exactly_once.ops import cli
 from exactly_once.ops import gauges as ops_gauges
 from tests.emf import emitted
-from tests.graph_support import add_mail, body, item, post
+from tests.graph_support import add_mail, body, forget_ingest, item, post
 
 
 def test_ingest_counts_deliveries_accepted_events_and_duplicates_stopped_at_ingest(stack, capsys):
@@ -43,11 +42,7 @@ def test_worker_counts_effects_and_duplicates_stopped_by_the_event_log_and_by_po
     assert got[("graph", Metric.EFFECTS)] == 1
     assert got[("graph", Metric.DUP_DATABASE)] == 1  # "updated": the ticket exists (unique message id)
     # A re-delivery that passed ingest (its record expired) is stopped by the worker's event log.
-    ddb = boto_client("dynamodb", stack.aws.endpoint)
-    for page in ddb.get_paginator("scan").paginate(TableName="IdempotencyTable"):
-        for record in page["Items"]:
-            ddb.delete_item(TableName="IdempotencyTable", Key={"id": record["id"]})
-    stack._modules.pop("GraphIngestFunction")  # a new container: no local cache
+    forget_ingest(stack)
     post(stack, body(item("m1")))
     capsys.readouterr()
     stack.drain()
